@@ -1,0 +1,38 @@
+// run_agreed: one all-reduce decides whether a phase failed anywhere.
+#include "comm/agree.h"
+
+#include <climits>
+#include <cstdio>
+
+#include "src/core/error.h"
+
+namespace moe::comm {
+
+void print_error(const std::string& msg) {
+  std::string line = msg;
+  for (char& c : line)
+    if (c == '\n') c = ' ';
+  std::fprintf(stderr, "moe: error: %s\n", line.c_str());
+  std::fflush(stderr);
+}
+
+void run_agreed(Communicator& world, const std::function<void()>& fn) {
+  int64_t code = 0;
+  std::string msg;
+  try {
+    fn();
+  } catch (const Error& e) {
+    code = e.exit_code();
+    msg = e.what();
+  } catch (const std::exception& e) {
+    code = kExitInternal;
+    msg = e.what();
+  }
+  int64_t v[2] = {code, code ? -int64_t(world.rank()) : int64_t(INT_MIN)};
+  world.all_reduce(v, 2, DType::I64, ReduceOp::Max);
+  if (v[0] == 0) return;
+  if (code && -v[1] == world.rank()) print_error(msg);
+  throw AgreedFailure(int(v[0]));
+}
+
+}  // namespace moe::comm

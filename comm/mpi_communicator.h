@@ -1,0 +1,47 @@
+// The MPI communicator (the reference backend). Errors return codes (MPI_ERRORS_RETURN) that
+// become moe::Error naming the call; device buffers are staged through host memory.
+#pragma once
+#include <mpi.h>
+
+#include "comm/communicator.h"
+
+namespace moe::comm {
+
+class MpiCommunicator final : public Communicator {
+ public:
+  // Wraps (does not own) MPI_COMM_WORLD, or owns a communicator made by split().
+  explicit MpiCommunicator(MPI_Comm comm, bool owned = false);
+  ~MpiCommunicator() override;
+  MpiCommunicator(const MpiCommunicator&) = delete;
+  MpiCommunicator& operator=(const MpiCommunicator&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const char* backend() const override { return "mpi"; }
+  MPI_Comm handle() const { return comm_; }
+
+  void all_reduce(void* buf, int64_t count, DType dtype, ReduceOp op, Device device) override;
+  void all_to_all(const void* send, void* recv, int64_t count, DType dtype, Device device) override;
+  void all_to_all_v(const void* send, const std::vector<int64_t>& send_counts,
+                    const std::vector<int64_t>& send_displs, void* recv,
+                    const std::vector<int64_t>& recv_counts,
+                    const std::vector<int64_t>& recv_displs, DType dtype, Device device) override;
+  void reduce_scatter(const void* send, void* recv, int64_t recv_count, DType dtype, ReduceOp op,
+                      Device device) override;
+  void all_gather(const void* send, void* recv, int64_t send_count, DType dtype,
+                  Device device) override;
+  void broadcast(void* buf, int64_t count, DType dtype, int root, Device device) override;
+  void barrier() override;
+  std::unique_ptr<Communicator> split(int color, int key) override;
+
+ private:
+  MPI_Comm comm_;
+  bool owned_;
+  int rank_ = 0, size_ = 1;
+};
+
+// MPI_Init_thread once per process (idempotent) and MPI_Finalize at exit.
+void mpi_init(int* argc, char*** argv);
+void mpi_finalize();
+
+}  // namespace moe::comm

@@ -1,0 +1,41 @@
+// The subcommands of `moe`. Each file in launch/ adds one (its options and what it runs);
+// main.cpp parses the command line, runs the chosen one and turns errors into exit codes.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "src/config/config.h"
+#include "src/ops/backend.h"
+
+namespace moe::launch {
+
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+void add_train(CLI::App& app, std::vector<Command>& cmds);
+void add_eval(CLI::App& app, std::vector<Command>& cmds);
+void add_param_table(CLI::App& app, std::vector<Command>& cmds);
+void add_coord_check(CLI::App& app, std::vector<Command>& cmds);
+void add_bench(CLI::App& app, std::vector<Command>& cmds);
+void add_sweep(CLI::App& app, std::vector<Command>& cmds);
+void add_export(CLI::App& app, std::vector<Command>& cmds);
+
+// Shared by commands: the MPI world of this process.
+comm::Communicator& world();
+// Loads a config (path "" = the built-in default) with overrides, on every rank, agreeing on
+// failure (see comm/agree.h). world_size = 0 skips the layout checks.
+config::Config load_config_agreed(const std::string& path, const std::vector<std::string>& sets,
+                                  int world_size);
+// The compute backend a config asks for (the CUDA one uses this rank's local GPU).
+std::unique_ptr<ops::Backend> make_backend(const config::Config& cfg);
+// The built-in default config (configs/default.toml compiled in).
+const char* default_config_text();
+
+}  // namespace moe::launch

@@ -1,0 +1,64 @@
+// moe: the trainer's single executable. Subcommands: train, eval, param-table, coord-check,
+// sweep, bench, export. Exit codes: 0 success, 1 internal error, 2 bad input (config, data,
+// checkpoint); an error stops every rank.
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "comm/agree.h"
+#include "comm/mpi_communicator.h"
+#include "launch/commands.h"
+#include "src/core/error.h"
+
+namespace moe::launch {
+namespace {
+std::unique_ptr<comm::MpiCommunicator> g_world;  // owned by main for the process lifetime
+}
+comm::Communicator& world() { return *g_world; }
+}  // namespace moe::launch
+
+int main(int argc, char** argv) {
+  using namespace moe;
+  comm::mpi_init(&argc, &argv);
+  launch::g_world = std::make_unique<comm::MpiCommunicator>(MPI_COMM_WORLD);
+  const int rank = launch::g_world->rank();
+
+  CLI::App app{"moe: an expert-parallel Mixture-of-Experts trainer"};
+  app.require_subcommand(1);
+  std::vector<launch::Command> cmds;
+  launch::add_train(app, cmds);
+  launch::add_eval(app, cmds);
+  launch::add_param_table(app, cmds);
+  launch::add_coord_check(app, cmds);
+  launch::add_sweep(app, cmds);
+  launch::add_bench(app, cmds);
+  launch::add_export(app, cmds);
+
+  int code = 0;
+  try {
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      // Every rank parses the same arguments: rank 0 speaks, all leave with the same code.
+      int rc = e.get_exit_code();
+      if (rank == 0) app.exit(e);
+      launch::g_world.reset();
+      comm::mpi_finalize();
+      return rc == 0 ? 0 : kExitBadInput;
+    }
+    for (launch::Command& c : cmds)
+      if (c.app->parsed()) code = c.run();
+  } catch (const comm::AgreedFailure& e) {
+    code = e.exit_code();  // already printed; every rank is here
+  } catch (const Error& e) {
+    comm::print_error(std::string("[rank ") + std::to_string(rank) + "] " + e.what());
+    MPI_Abort(MPI_COMM_WORLD, e.exit_code());
+  } catch (const std::exception& e) {
+    comm::print_error(std::string("[rank ") + std::to_string(rank) + "] " + e.what());
+    MPI_Abort(MPI_COMM_WORLD, kExitInternal);
+  }
+  launch::g_world.reset();
+  comm::mpi_finalize();
+  return code;
+}

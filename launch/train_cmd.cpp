@@ -1,0 +1,61 @@
+// moe train: the main job.
+#include <cstdio>
+
+#include "comm/agree.h"
+#include "comm/parallel_context.h"
+#include "launch/commands.h"
+#include "src/data/synthetic.h"
+#include "src/train/trainer.h"
+
+namespace moe::launch {
+namespace {
+
+struct TrainArgs {
+  std::string config;
+  std::vector<std::string> sets;
+  std::string resume;
+};
+
+int run_train(const TrainArgs& a) {
+  comm::Communicator& w = world();
+  config::Config cfg = load_config_agreed(a.config, a.sets, w.size());
+  std::unique_ptr<ops::Backend> backend;
+  comm::run_agreed(w, [&] { backend = make_backend(cfg); });
+  auto ctx = comm::make_parallel_context(w.split(0, w.rank()), int(cfg.parallel.ep), backend.get());
+  std::unique_ptr<train::Trainer> trainer;
+  comm::run_agreed(w, [&] { trainer = std::make_unique<train::Trainer>(cfg, ctx); });
+  if (w.rank() == 0) {
+    const auto& src = trainer->source();
+    std::printf("moe train: %d rank(s), ep=%lld, dp=%d, device %s, preset %s\n", w.size(),
+                (long long)cfg.parallel.ep, ctx.dp_size, backend->name(), cfg.parameterization.preset.c_str());
+    std::printf("model: V=%lld T=%lld N=%lld H=%lld L=%lld | M=%lld K=%lld Ne=%lld | %lld params (%lld dense, %lld expert per rank)\n",
+                (long long)cfg.model.vocab, (long long)cfg.model.seq_len, (long long)cfg.model.width,
+                (long long)cfg.model.heads, (long long)cfg.model.depth, (long long)cfg.moe.experts,
+                (long long)cfg.moe.top_k, (long long)cfg.moe.expert_width,
+                (long long)(trainer->model().params().count(false) + trainer->model().params().count(true) * ctx.ep_size),
+                (long long)trainer->model().params().count(false), (long long)trainer->model().params().count(true));
+    std::printf("data: %s\n", src.describe().c_str());
+    if (auto h = src.entropy()) {
+      const auto* syn = dynamic_cast<const data::SyntheticLanguage*>(&src);
+      std::printf("loss floor (entropy of the language): %.4f +- %.4f nats/token\n", *h,
+                  syn ? syn->entropy_stderr() : 0.0);
+    }
+    std::printf("run dir: %s\n", cfg.run.dir.c_str());
+    std::fflush(stdout);
+  }
+  trainer->train();
+  return 0;
+}
+
+}  // namespace
+
+void add_train(CLI::App& app, std::vector<Command>& cmds) {
+  auto args = std::make_shared<TrainArgs>();
+  CLI::App* sub = app.add_subcommand("train", "train a model (run under mpirun or srun for several ranks)");
+  sub->add_option("--config", args->config, "TOML config (default: the built-in configs/default.toml)");
+  sub->add_option("--set", args->sets, "override a key: --set optim.lr=1e-3 (repeatable)");
+  sub->add_option("--resume", args->resume, "checkpoint directory, or a run directory to resume from its latest");
+  cmds.push_back({sub, [args] { return run_train(*args); }});
+}
+
+}  // namespace moe::launch

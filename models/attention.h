@@ -1,0 +1,32 @@
+// Causal multi-head self-attention: qkv = m_qkv * x W_qkv^T, softmax(scale * q k^T) v per head,
+// out = m_o * o W_o^T. The logit scale comes from the parameterization table.
+#pragma once
+#include "src/ops/backend.h"
+#include "src/optim/params.h"
+
+namespace moe::models {
+
+struct AttentionShape {
+  int B = 1, T = 1, H = 1;
+  double scale = 1;
+};
+
+class Attention {
+ public:
+  Attention(optim::Param* qkv, optim::Param* out, double qkv_mult, double out_mult, AttentionShape s)
+      : qkv_w_(qkv), out_w_(out), qkv_mult_(qkv_mult), out_mult_(out_mult), s_(s) {}
+  // x (n, N) -> y (n, N).
+  void forward(ops::Backend& be, const Tensor& x, Tensor& y);
+  // dy (n, N) -> dx (n, N) (written); weight gradients added.
+  void backward(ops::Backend& be, const Tensor& dy, Tensor& dx);
+  const Tensor& heads_out() const { return o_; }
+
+ private:
+  optim::Param *qkv_w_, *out_w_;  // (3N, N), (N, N)
+  double qkv_mult_, out_mult_;
+  AttentionShape s_;
+  Tensor x_, qkv_, probs_, o_;  // saved
+  Tensor do_, dqkv_;            // scratch
+};
+
+}  // namespace moe::models

@@ -1,0 +1,34 @@
+// The local experts as one grouped computation over the received rows:
+// y = m_down * W_down phi(m_up * W_up x), phi = GELU, or SwiGLU with W_gate.
+// Weights are stacked (M_local, out, in); the segments say which rows use which expert.
+#pragma once
+#include <vector>
+
+#include "src/ops/backend.h"
+#include "src/optim/params.h"
+
+namespace moe::models {
+
+struct ExpertParams {
+  optim::Param* up = nullptr;    // (M_local, N_e, N)
+  optim::Param* gate = nullptr;  // (M_local, N_e, N), SwiGLU only
+  optim::Param* down = nullptr;  // (M_local, N, N_e)
+  double up_mult = 1, gate_mult = 1, down_mult = 1;
+};
+
+class Experts {
+ public:
+  explicit Experts(ExpertParams p) : p_(p) {}
+  bool swiglu() const { return p_.gate != nullptr; }
+  // x (m, N) -> y (m, N).
+  void forward(ops::Backend& be, const Tensor& x, const std::vector<ops::Segment>& segs, Tensor& y);
+  // dy (m, N) -> dx (m, N) (written); weight gradients added.
+  void backward(ops::Backend& be, const std::vector<ops::Segment>& segs, const Tensor& dy, Tensor& dx);
+
+ private:
+  ExpertParams p_;
+  Tensor x_, h_, g_, a_;    // saved activations
+  Tensor da_, dh_, dg_;     // scratch
+};
+
+}  // namespace moe::models

@@ -1,0 +1,270 @@
+// The typed configuration. Each section lists its keys once, in visit(), which drives parsing
+// (src/config/toml_io.cpp), unknown-key errors and the resolved config written to the run
+// directory. Key names are binding (architecture.md); defaults are those of configs/default.toml.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace moe::config {
+
+struct RunConfig {
+  std::string dir = "runs/default";
+  int64_t seed = 1234;
+  template <class V> void visit(V& v) {
+    v("dir", dir);
+    v("seed", seed);
+  }
+};
+
+struct ModelConfig {
+  int64_t vocab = 512;    // V
+  int64_t seq_len = 128;  // T
+  int64_t width = 128;    // N
+  int64_t heads = 4;      // H
+  int64_t depth = 4;      // L
+  bool attention = true;
+  double norm_eps = 1e-5;
+  template <class V> void visit(V& v) {
+    v("vocab", vocab);
+    v("seq_len", seq_len);
+    v("width", width);
+    v("heads", heads);
+    v("depth", depth);
+    v("attention", attention);
+    v("norm_eps", norm_eps);
+  }
+};
+
+struct MoeConfig {
+  int64_t experts = 8;         // M
+  int64_t top_k = 2;           // K
+  int64_t expert_width = 128;  // N_e
+  std::string activation = "gelu";  // gelu | swiglu
+  // The preset decides these unless they are set here (then the table marks them overridden).
+  std::optional<std::string> gate;         // softmax | sigmoid
+  std::optional<bool> renormalize;         // w_i = g_i / sum_topK g
+  std::optional<std::string> aggregation;  // sum (c_agg = 1) | mean (c_agg = 1/K)
+  std::optional<bool> expert_bias;         // aux-loss-free balancing bias on selection
+  double bias_update_rate = 1e-3;          // u in b_i -= u * sign(load_i - 1/M)
+  double capacity_factor = 0.0;            // 0 = dropless
+  double aux_loss = 0.01;                  // Switch load-balancing coefficient
+  double z_loss = 0.001;                   // router z-loss coefficient
+  template <class V> void visit(V& v) {
+    v("experts", experts);
+    v("top_k", top_k);
+    v("expert_width", expert_width);
+    v("activation", activation);
+    v("gate", gate);
+    v("renormalize", renormalize);
+    v("aggregation", aggregation);
+    v("expert_bias", expert_bias);
+    v("bias_update_rate", bias_update_rate);
+    v("capacity_factor", capacity_factor);
+    v("aux_loss", aux_loss);
+    v("z_loss", z_loss);
+  }
+};
+
+// The shape where (sigma, eta) were tuned.
+struct BaseShape {
+  int64_t width = 128;
+  int64_t expert_width = 128;
+  int64_t experts = 8;
+  int64_t top_k = 2;
+  int64_t depth = 4;
+  std::optional<int64_t> heads;  // default: the head size stays fixed as the width grows
+  template <class V> void visit(V& v) {
+    v("width", width);
+    v("expert_width", expert_width);
+    v("experts", experts);
+    v("top_k", top_k);
+    v("depth", depth);
+    v("heads", heads);
+  }
+};
+
+// Exponents of (m_N, m_E, m_M, m_K, m_L) that replace a preset's rule for one quantity of one
+// group; unset entries keep the preset's value.
+struct Exponents {
+  std::optional<double> N, Ne, M, K, L;
+  template <class V> void visit(V& v) {
+    v("N", N);
+    v("Ne", Ne);
+    v("M", M);
+    v("K", K);
+    v("L", L);
+  }
+  bool any() const { return N || Ne || M || K || L; }
+};
+
+struct GroupOverride {
+  std::optional<Exponents> init;        // init std = sigma * prod m^e
+  std::optional<Exponents> multiplier;  // forward multiplier = prod m^e
+  std::optional<Exponents> lr;          // lr = eta * prod m^e
+  std::optional<Exponents> eps;         // Adam eps = eps * prod m^e
+  std::optional<Exponents> weight_decay;  // weight decay = wd * prod m^e
+  std::optional<bool> zero_init;
+  template <class V> void visit(V& v) {
+    v("init", init);
+    v("multiplier", multiplier);
+    v("lr", lr);
+    v("eps", eps);
+    v("weight_decay", weight_decay);
+    v("zero_init", zero_init);
+  }
+};
+
+// Per-group base values at the base shape; unset entries fall back to the section defaults.
+struct GroupBase {
+  std::optional<double> init_std;  // sigma
+  std::optional<double> lr;        // eta (absolute); default = optim.lr * lr_mult
+  std::optional<double> lr_mult;   // eta = optim.lr * lr_mult
+  template <class V> void visit(V& v) {
+    v("init_std", init_std);
+    v("lr", lr);
+    v("lr_mult", lr_mult);
+  }
+};
+
+struct ParamConfig {
+  std::string preset = "mssp";  // sp | mup | mssp
+  BaseShape base;
+  double init_std = 0.02;  // sigma for every group without its own
+  std::optional<double> depth_alpha;  // residual m_L^-alpha; default from the preset
+  bool scale_eps = false;  // CompleteP: hidden Adam eps * m_N^-1 * m_L^-alpha
+  std::map<std::string, GroupBase> groups;          // [parameterization.groups.<group>]
+  std::map<std::string, GroupOverride> overrides;   // [parameterization.overrides.<group>]
+  template <class V> void visit(V& v) {
+    v("preset", preset);
+    v("base", base);
+    v("init_std", init_std);
+    v("depth_alpha", depth_alpha);
+    v("scale_eps", scale_eps);
+    v("groups", groups);
+    v("overrides", overrides);
+  }
+};
+
+struct OptimConfig {
+  std::string name = "adamw";  // adamw | sgd
+  double lr = 3e-3;
+  double weight_decay = 0.0;
+  int64_t warmup = 20;
+  std::string schedule = "cosine";  // cosine | linear | constant
+  double min_lr_ratio = 0.1;        // final lr / peak lr for cosine and linear
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double momentum = 0.9;  // SGD
+  double grad_clip = 1.0;  // global norm; 0 = off
+  template <class V> void visit(V& v) {
+    v("name", name);
+    v("lr", lr);
+    v("weight_decay", weight_decay);
+    v("warmup", warmup);
+    v("schedule", schedule);
+    v("min_lr_ratio", min_lr_ratio);
+    v("beta1", beta1);
+    v("beta2", beta2);
+    v("eps", eps);
+    v("momentum", momentum);
+    v("grad_clip", grad_clip);
+  }
+};
+
+struct TrainConfig {
+  int64_t steps = 200;
+  int64_t batch = 8;  // global batch in sequences
+  int64_t log_every = 10;
+  std::string nonfinite = "stop";  // skip | stop: what a non-finite loss or gradient does
+  std::string dtype = "f32";       // f32 | bf16 (GPU)
+  template <class V> void visit(V& v) {
+    v("steps", steps);
+    v("batch", batch);
+    v("log_every", log_every);
+    v("nonfinite", nonfinite);
+    v("dtype", dtype);
+  }
+};
+
+struct DataConfig {
+  std::string kind = "synthetic";  // synthetic | llmc | text
+  std::string path = "";           // file or glob for llmc / text
+  int64_t seed = 1;                // the synthetic language and the order of windows
+  // Synthetic language: a sparse Markov chain over the vocabulary plus copies at a fixed lag.
+  int64_t branching = 8;      // successors per token
+  double zipf = 1.2;          // successor weights ~ rank^-zipf
+  double copy_prob = 0.15;    // chance that a token repeats the one `copy_lag` positions back
+  int64_t copy_lag = 16;
+  template <class V> void visit(V& v) {
+    v("kind", kind);
+    v("path", path);
+    v("seed", seed);
+    v("branching", branching);
+    v("zipf", zipf);
+    v("copy_prob", copy_prob);
+    v("copy_lag", copy_lag);
+  }
+};
+
+struct ParallelConfig {
+  int64_t ep = 1;                 // expert-parallel size; world = ep x data-parallel
+  std::string backend = "mpi";    // mpi | nccl
+  bool zero1 = false;
+  std::string device = "cpu";     // cpu | cuda
+  template <class V> void visit(V& v) {
+    v("ep", ep);
+    v("backend", backend);
+    v("zero1", zero1);
+    v("device", device);
+  }
+};
+
+struct CheckpointConfig {
+  int64_t every = 0;  // steps; 0 = only at the end
+  int64_t keep = 2;
+  template <class V> void visit(V& v) {
+    v("every", every);
+    v("keep", keep);
+  }
+};
+
+struct Config {
+  RunConfig run;
+  ModelConfig model;
+  MoeConfig moe;
+  ParamConfig parameterization;
+  OptimConfig optim;
+  TrainConfig train;
+  DataConfig data;
+  ParallelConfig parallel;
+  CheckpointConfig checkpoint;
+  template <class V> void visit(V& v) {
+    v("run", run);
+    v("model", model);
+    v("moe", moe);
+    v("parameterization", parameterization);
+    v("optim", optim);
+    v("train", train);
+    v("data", data);
+    v("parallel", parallel);
+    v("checkpoint", checkpoint);
+  }
+};
+
+// Parses a TOML file, applies "section.key=value" overrides, validates; throws InputError
+// naming the file and the key. `world_size` checks the parallel layout (0 skips that check).
+Config load_config(const std::string& path, const std::vector<std::string>& overrides,
+                   int world_size = 0);
+// Same from TOML text (tests, embedded defaults); `origin` names it in errors.
+Config parse_config(const std::string& text, const std::string& origin,
+                    const std::vector<std::string>& overrides, int world_size = 0);
+// Checks every value and cross-key constraint; throws InputError naming the key.
+void validate(const Config& c, const std::string& origin, int world_size);
+// The resolved config as TOML text (every key, defaults included).
+std::string to_toml(const Config& c);
+
+}  // namespace moe::config

@@ -1,0 +1,133 @@
+// Value and cross-key checks on a parsed Config; each failure names the key and the file.
+#include <initializer_list>
+#include <string>
+
+#include "src/config/config.h"
+#include "src/core/error.h"
+#include "src/optim/groups.h"
+
+namespace moe::config {
+namespace {
+
+struct Checker {
+  const std::string& origin;
+  void require(bool ok, const std::string& key, const std::string& what) const {
+    if (!ok) throw InputError(origin + ": " + key + ": " + what, /*collective=*/true);
+  }
+  void positive(int64_t v, const std::string& key) const {
+    require(v >= 1, key, "must be >= 1, got " + std::to_string(v));
+  }
+  void one_of(const std::string& v, const std::string& key, std::initializer_list<const char*> ok) const {
+    std::string list;
+    for (const char* s : ok) {
+      if (v == s) return;
+      list += std::string(list.empty() ? "" : ", ") + "\"" + s + "\"";
+    }
+    require(false, key, "\"" + v + "\" is not one of " + list);
+  }
+  void range(double v, double lo, double hi, const std::string& key, bool hi_open = false) const {
+    bool ok = v >= lo && (hi_open ? v < hi : v <= hi);
+    require(ok, key, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                         (hi_open ? ")" : "]") + ", got " + std::to_string(v));
+  }
+};
+
+}  // namespace
+
+void validate(const Config& c, const std::string& origin, int world_size) {
+  Checker ck{origin};
+  const ModelConfig& m = c.model;
+  ck.require(m.vocab >= 2, "model.vocab", "must be >= 2, got " + std::to_string(m.vocab));
+  ck.require(m.vocab <= 65536, "model.vocab", "must be <= 65536 (token ids are uint16 in shards)");
+  ck.positive(m.seq_len, "model.seq_len");
+  ck.positive(m.width, "model.width");
+  ck.positive(m.heads, "model.heads");
+  ck.positive(m.depth, "model.depth");
+  ck.require(m.width % m.heads == 0, "model.heads",
+             "width " + std::to_string(m.width) + " is not divisible by " + std::to_string(m.heads) + " heads");
+  ck.require(m.norm_eps > 0, "model.norm_eps", "must be > 0");
+
+  const MoeConfig& e = c.moe;
+  ck.positive(e.experts, "moe.experts");
+  ck.positive(e.top_k, "moe.top_k");
+  ck.require(e.top_k <= e.experts, "moe.top_k",
+             "top_k " + std::to_string(e.top_k) + " exceeds experts " + std::to_string(e.experts));
+  ck.positive(e.expert_width, "moe.expert_width");
+  ck.one_of(e.activation, "moe.activation", {"gelu", "swiglu"});
+  if (e.gate) ck.one_of(*e.gate, "moe.gate", {"softmax", "sigmoid"});
+  if (e.aggregation) ck.one_of(*e.aggregation, "moe.aggregation", {"sum", "mean"});
+  ck.require(e.capacity_factor >= 0, "moe.capacity_factor", "must be >= 0 (0 = dropless)");
+  ck.require(e.aux_loss >= 0, "moe.aux_loss", "must be >= 0");
+  ck.require(e.z_loss >= 0, "moe.z_loss", "must be >= 0");
+  ck.require(e.bias_update_rate >= 0, "moe.bias_update_rate", "must be >= 0");
+
+  const ParamConfig& p = c.parameterization;
+  ck.one_of(p.preset, "parameterization.preset", {"sp", "mup", "mssp"});
+  ck.positive(p.base.width, "parameterization.base.width");
+  ck.positive(p.base.expert_width, "parameterization.base.expert_width");
+  ck.positive(p.base.experts, "parameterization.base.experts");
+  ck.positive(p.base.top_k, "parameterization.base.top_k");
+  ck.positive(p.base.depth, "parameterization.base.depth");
+  ck.require(p.base.top_k <= p.base.experts, "parameterization.base.top_k", "exceeds base.experts");
+  ck.require(p.init_std > 0, "parameterization.init_std", "must be > 0");
+  if (p.depth_alpha) ck.range(*p.depth_alpha, 0, 2, "parameterization.depth_alpha");
+  for (const auto& [name, g] : p.groups) {
+    std::string key = "parameterization.groups." + name;
+    ck.require(optim::group_from_name(name).has_value(), key, "unknown parameter group");
+    if (g.init_std) ck.require(*g.init_std >= 0, key + ".init_std", "must be >= 0");
+    if (g.lr) ck.require(*g.lr > 0, key + ".lr", "must be > 0");
+    if (g.lr_mult) ck.require(*g.lr_mult > 0, key + ".lr_mult", "must be > 0");
+    ck.require(!(g.lr && g.lr_mult), key, "set lr or lr_mult, not both");
+  }
+  for (const auto& [name, o] : p.overrides)
+    ck.require(optim::group_from_name(name).has_value(), "parameterization.overrides." + name,
+               "unknown parameter group");
+
+  const OptimConfig& o = c.optim;
+  ck.one_of(o.name, "optim.name", {"adamw", "sgd"});
+  ck.require(o.lr > 0, "optim.lr", "must be > 0");
+  ck.require(o.weight_decay >= 0, "optim.weight_decay", "must be >= 0");
+  ck.require(o.warmup >= 0, "optim.warmup", "must be >= 0");
+  ck.one_of(o.schedule, "optim.schedule", {"cosine", "linear", "constant"});
+  ck.range(o.min_lr_ratio, 0, 1, "optim.min_lr_ratio");
+  ck.range(o.beta1, 0, 1, "optim.beta1", true);
+  ck.range(o.beta2, 0, 1, "optim.beta2", true);
+  ck.require(o.eps > 0, "optim.eps", "must be > 0");
+  ck.range(o.momentum, 0, 1, "optim.momentum", true);
+  ck.require(o.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 = off)");
+
+  const TrainConfig& t = c.train;
+  ck.require(t.steps >= 0, "train.steps", "must be >= 0");
+  ck.positive(t.batch, "train.batch");
+  ck.positive(t.log_every, "train.log_every");
+  ck.one_of(t.nonfinite, "train.nonfinite", {"skip", "stop"});
+  ck.one_of(t.dtype, "train.dtype", {"f32", "bf16"});
+
+  const DataConfig& d = c.data;
+  ck.one_of(d.kind, "data.kind", {"synthetic", "llmc", "text"});
+  if (d.kind != "synthetic") ck.require(!d.path.empty(), "data.path", "is required for data.kind = \"" + d.kind + "\"");
+  if (d.kind == "text") ck.require(m.vocab >= 256, "model.vocab", "must be >= 256 for byte-level text");
+  ck.require(d.branching >= 1 && d.branching <= m.vocab, "data.branching", "must be in [1, model.vocab]");
+  ck.require(d.zipf >= 0, "data.zipf", "must be >= 0");
+  ck.range(d.copy_prob, 0, 1, "data.copy_prob", true);
+  ck.positive(d.copy_lag, "data.copy_lag");
+
+  const ParallelConfig& pl = c.parallel;
+  ck.positive(pl.ep, "parallel.ep");
+  ck.require(e.experts % pl.ep == 0, "parallel.ep",
+             "moe.experts = " + std::to_string(e.experts) + " is not divisible by ep = " + std::to_string(pl.ep));
+  ck.one_of(pl.backend, "parallel.backend", {"mpi", "nccl"});
+  ck.one_of(pl.device, "parallel.device", {"cpu", "cuda"});
+  if (world_size > 0) {
+    ck.require(world_size % pl.ep == 0, "parallel.ep",
+               "world size " + std::to_string(world_size) + " is not divisible by ep = " + std::to_string(pl.ep));
+    ck.require(t.batch % world_size == 0, "train.batch",
+               "global batch " + std::to_string(t.batch) + " is not divisible by world size " + std::to_string(world_size));
+  }
+
+  const CheckpointConfig& k = c.checkpoint;
+  ck.require(k.every >= 0, "checkpoint.every", "must be >= 0 (0 = only at the end)");
+  ck.positive(k.keep, "checkpoint.keep");
+}
+
+}  // namespace moe::config

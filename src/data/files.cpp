@@ -1,0 +1,163 @@
+// llm.c shards and text files: mapping, validation, window lookup.
+#include "src/data/files.h"
+
+#include <fcntl.h>
+#include <glob.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "src/core/error.h"
+#include "src/data/synthetic.h"
+
+namespace moe::data {
+namespace {
+
+[[noreturn]] void bad(const std::string& path, const std::string& what) {
+  throw InputError(path + ": " + what, /*collective=*/true);
+}
+
+std::vector<std::string> expand(const std::string& pattern) {
+  glob_t g{};
+  int rc = glob(pattern.c_str(), 0, nullptr, &g);
+  std::vector<std::string> out;
+  if (rc == 0)
+    for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
+  globfree(&g);
+  if (out.empty()) bad(pattern, "no such file");
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+MappedFile map_file(const std::string& path) {
+  MappedFile f;
+  f.path = path;
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0) bad(path, std::string("cannot open: ") + std::strerror(errno));
+  struct stat st {};
+  fstat(fd, &st);
+  if (S_ISDIR(st.st_mode)) {
+    close(fd);
+    bad(path, "is a directory");
+  }
+  f.map_bytes = size_t(st.st_size);
+  if (f.map_bytes > 0) {
+    f.map = mmap(nullptr, f.map_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (f.map == MAP_FAILED) {
+      close(fd);
+      bad(path, std::string("cannot map: ") + std::strerror(errno));
+    }
+  }
+  close(fd);
+  f.base = static_cast<const uint8_t*>(f.map);
+  return f;
+}
+
+void check_llmc(MappedFile& f, int64_t vocab) {
+  const int64_t header = 256 * 4;
+  if (int64_t(f.map_bytes) < header)
+    bad(f.path, "truncated llm.c shard: " + std::to_string(f.map_bytes) + " bytes, the header alone is 1024");
+  const int32_t* h = reinterpret_cast<const int32_t*>(f.base);
+  if (h[0] != kShardMagic)
+    bad(f.path, "not an llm.c token shard (magic " + std::to_string(h[0]) + ", expected 20240520)");
+  if (h[1] != kShardVersion)
+    bad(f.path, "unsupported llm.c shard version " + std::to_string(h[1]) + " (expected 1: uint16 tokens)");
+  int64_t n = h[2];
+  if (n < 0) bad(f.path, "negative token count in header");
+  int64_t expect = header + 2 * n;
+  if (int64_t(f.map_bytes) != expect)
+    bad(f.path, (int64_t(f.map_bytes) < expect ? "truncated llm.c shard: " : "llm.c shard has trailing bytes: ") +
+                    std::to_string(f.map_bytes) + " bytes, header says " + std::to_string(n) +
+                    " tokens (" + std::to_string(expect) + " bytes)");
+  f.base += header;
+  f.tokens = n;
+  f.width = 2;
+  const uint16_t* t = reinterpret_cast<const uint16_t*>(f.base);
+  for (int64_t i = 0; i < n; ++i)
+    if (t[i] >= vocab)
+      bad(f.path, "token " + std::to_string(t[i]) + " at position " + std::to_string(i) +
+                      " is outside the vocabulary (model.vocab = " + std::to_string(vocab) + ")");
+}
+
+}  // namespace
+
+FileTokens::FileTokens(const std::string& kind, const std::string& pattern, int64_t vocab,
+                       int64_t seq_len, uint64_t seed)
+    : kind_(kind), T_(seq_len), seed_(seed) {
+  for (const std::string& path : expand(pattern)) {
+    files_.push_back(map_file(path));
+    MappedFile& f = files_.back();
+    if (kind == "llmc") {
+      check_llmc(f, vocab);
+    } else {
+      f.tokens = int64_t(f.map_bytes);
+      f.width = 1;
+      if (vocab < 256) bad(path, "byte-level text needs model.vocab >= 256");
+    }
+    if (f.tokens < seq_len + 1)
+      bad(path, "holds " + std::to_string(f.tokens) + " tokens, fewer than one sequence of " +
+                    std::to_string(seq_len + 1));
+  }
+  window_start_.push_back(0);
+  for (const MappedFile& f : files_) {
+    windows_ += (f.tokens - 1) / T_;
+    window_start_.push_back(windows_);
+  }
+}
+
+FileTokens::~FileTokens() {
+  for (MappedFile& f : files_)
+    if (f.map) munmap(f.map, f.map_bytes);
+}
+
+void FileTokens::sequence(int64_t seq, int64_t T, int32_t* out) const {
+  MOE_CHECK(T == T_, "sequence length ", T, " but the source was opened for ", T_);
+  const int64_t epoch = seq / windows_, i = seq % windows_;
+  const int64_t w = int64_t(Permutation(windows_, seed_ * 1000003ull + epoch)(i));
+  auto it = std::upper_bound(window_start_.begin(), window_start_.end(), w) - 1;
+  const MappedFile& f = files_[it - window_start_.begin()];
+  const int64_t start = (w - *it) * T_;
+  for (int64_t t = 0; t <= T; ++t) out[t] = int32_t(f.token(start + t));
+}
+
+int64_t FileTokens::total_tokens() const {
+  int64_t n = 0;
+  for (const MappedFile& f : files_) n += f.tokens;
+  return n;
+}
+
+std::string FileTokens::describe() const {
+  std::ostringstream os;
+  os << (kind_ == "llmc" ? "llm.c shards" : "text (bytes)") << ": " << files_.size() << " file(s), "
+     << total_tokens() << " tokens, " << windows_ << " windows of " << T_ + 1;
+  return os.str();
+}
+
+void write_llmc_shard(const std::string& path, const std::vector<uint16_t>& tokens) {
+  std::ofstream f(path, std::ios::binary);
+  MOE_CHECK(f, "cannot write ", path);
+  int32_t header[256] = {};
+  header[0] = kShardMagic;
+  header[1] = kShardVersion;
+  header[2] = int32_t(tokens.size());
+  f.write(reinterpret_cast<const char*>(header), sizeof header);
+  f.write(reinterpret_cast<const char*>(tokens.data()), tokens.size() * 2);
+}
+
+std::unique_ptr<TokenSource> make_source(const config::DataConfig& d, int64_t vocab,
+                                         int64_t seq_len, const std::string& split) {
+  if (d.kind == "synthetic") {
+    uint64_t offset = split == "train" ? 0 : (1ull << 61);
+    return std::make_unique<SyntheticLanguage>(vocab, d.branching, d.zipf, d.copy_prob,
+                                               d.copy_lag, uint64_t(d.seed), offset, seq_len);
+  }
+  return std::make_unique<FileTokens>(d.kind, d.path, vocab, seq_len, uint64_t(d.seed));
+}
+
+}  // namespace moe::data

@@ -1,0 +1,49 @@
+// Token sources backed by files: llm.c shards (.bin: 256 int32 header, magic 20240520,
+// version 1, token count; then uint16 tokens) and raw text read as bytes. Files are memory-mapped
+// and checked completely when opened (every rank opens them, so a bad file stops every rank with
+// the same message). Training windows of T + 1 tokens are visited in a seeded order per epoch.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "src/data/source.h"
+
+namespace moe::data {
+
+constexpr int32_t kShardMagic = 20240520;
+constexpr int32_t kShardVersion = 1;
+
+struct MappedFile {
+  std::string path;
+  const uint8_t* base = nullptr;  // token bytes (after any header)
+  size_t map_bytes = 0;
+  void* map = nullptr;
+  int64_t tokens = 0;
+  int width = 1;  // bytes per token
+  int64_t token(int64_t i) const {
+    return width == 2 ? reinterpret_cast<const uint16_t*>(base)[i] : base[i];
+  }
+};
+
+class FileTokens final : public TokenSource {
+ public:
+  // kind = "llmc" or "text"; pattern: a path or a glob. Throws InputError naming the file.
+  FileTokens(const std::string& kind, const std::string& pattern, int64_t vocab, int64_t seq_len,
+             uint64_t seed);
+  ~FileTokens() override;
+  void sequence(int64_t seq, int64_t T, int32_t* out) const override;
+  std::string describe() const override;
+  int64_t total_tokens() const;
+
+ private:
+  std::string kind_;
+  std::vector<MappedFile> files_;
+  std::vector<int64_t> window_start_;  // prefix sums of windows per file
+  int64_t windows_ = 0, T_;
+  uint64_t seed_;
+};
+
+// Writes an llm.c shard (used by tests and tools).
+void write_llmc_shard(const std::string& path, const std::vector<uint16_t>& tokens);
+
+}  // namespace moe::data

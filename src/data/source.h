@@ -1,0 +1,48 @@
+// Token sources. Every source maps a global sequence number (0, 1, 2, ... in training order) to
+// T + 1 tokens, so the batch at step s is sequences [s*B, (s+1)*B) whatever the number of ranks,
+// and rank r reads its own slice of it.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "src/config/config.h"
+
+namespace moe::data {
+
+class TokenSource {
+ public:
+  virtual ~TokenSource() = default;
+  // Writes T + 1 tokens of sequence `seq` into out.
+  virtual void sequence(int64_t seq, int64_t T, int32_t* out) const = 0;
+  virtual std::string describe() const = 0;
+  // Best achievable loss (nats per token) where the source knows it.
+  virtual std::optional<double> entropy() const { return std::nullopt; }
+};
+
+// split = "train" or "val" (a disjoint stream for the synthetic language).
+std::unique_ptr<TokenSource> make_source(const config::DataConfig& data, int64_t vocab,
+                                         int64_t seq_len, const std::string& split = "train");
+
+// One rank's slice of the global batch at a step: inputs and next-token targets (B_local * T).
+struct LocalBatch {
+  std::vector<int32_t> inputs, targets;
+};
+void load_batch(const TokenSource& src, int64_t step, int64_t global_batch, int64_t T, int rank,
+                int world, LocalBatch& out);
+
+// A bijection of [0, n) from a seed (Feistel network with cycle walking): window order per
+// epoch without storing a permutation.
+class Permutation {
+ public:
+  Permutation(uint64_t n, uint64_t seed);
+  uint64_t operator()(uint64_t i) const;
+
+ private:
+  uint64_t n_, half_bits_, mask_;
+  uint64_t keys_[4];
+};
+
+}  // namespace moe::data

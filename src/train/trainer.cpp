@@ -1,0 +1,169 @@
+// Training loop, metrics and progress output.
+#include "src/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "src/core/error.h"
+#include "src/metrics/json.h"
+
+namespace moe::train {
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string fmt_duration(double s) {
+  int64_t t = int64_t(std::max(0.0, s) + 0.5);
+  char buf[32];
+  if (t >= 3600) std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", (long long)(t / 3600), (long long)(t / 60 % 60), (long long)(t % 60));
+  else std::snprintf(buf, sizeof buf, "%lld:%02lld", (long long)(t / 60), (long long)(t % 60));
+  return buf;
+}
+
+std::string fmt_rate(double r) {
+  char buf[32];
+  if (r >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", r / 1e6);
+  else if (r >= 1e3) std::snprintf(buf, sizeof buf, "%.1fK", r / 1e3);
+  else std::snprintf(buf, sizeof buf, "%.0f", r);
+  return buf;
+}
+
+}  // namespace
+
+Trainer::Trainer(const config::Config& cfg, comm::ParallelContext& ctx, TrainerOptions opt)
+    : cfg_(cfg), ctx_(ctx), opt_(opt), table_(optim::make_param_table(cfg)) {
+  dtype_ = DType::F32;
+  model_ = std::make_unique<models::Transformer>(cfg_, table_, ctx_, dtype_);
+  model_->init_params(uint64_t(cfg_.run.seed));
+  optim_ = std::make_unique<optim::Optimizer>(cfg_.optim, cfg_.train.steps, table_, model_->params(),
+                                              ctx_, cfg_.parallel.zero1);
+  source_ = data::make_source(cfg_.data, cfg_.model.vocab, cfg_.model.seq_len);
+  if (opt_.write_run_dir && ctx_.world->rank() == 0) {
+    std::filesystem::create_directories(cfg_.run.dir);
+    std::ofstream(cfg_.run.dir + "/config.toml") << config::to_toml(cfg_);
+    std::ofstream(cfg_.run.dir + "/param_table.txt") << optim::format_table(table_, "text");
+    metrics_.open(cfg_.run.dir + "/metrics.jsonl", std::ios::app);
+    MOE_CHECK(metrics_, "cannot write ", cfg_.run.dir, "/metrics.jsonl");
+  }
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::upload(const data::LocalBatch& b, models::Batch& out) {
+  const int64_t n = int64_t(b.inputs.size());
+  Tensor in = Tensor::empty({n}, DType::I32), tg = Tensor::empty({n}, DType::I32);
+  std::copy(b.inputs.begin(), b.inputs.end(), in.data<int32_t>());
+  std::copy(b.targets.begin(), b.targets.end(), tg.data<int32_t>());
+  out.inputs = in.to(ctx_.device());
+  out.targets = tg.to(ctx_.device());
+}
+
+StepRecord Trainer::step() {
+  const double t0 = now();
+  StepRecord r;
+  r.step = step_ + 1;
+  data::LocalBatch lb;
+  data::load_batch(*source_, step_, cfg_.train.batch, cfg_.model.seq_len, ctx_.world->rank(),
+                   ctx_.world->size(), lb);
+  models::Batch batch;
+  upload(lb, batch);
+  model_->params().zero_grads();
+  r.loss = model_->run(batch, /*backward=*/true);
+  r.info = optim_->reduce_gradients();
+  const bool finite = r.info.finite && std::isfinite(r.loss.total());
+  if (!finite) {
+    if (cfg_.train.nonfinite == "stop")
+      throw Error("non-finite " + std::string(std::isfinite(r.loss.total()) ? "gradient" : "loss") +
+                  " at step " + std::to_string(r.step) + " (train.nonfinite = \"stop\")");
+    r.skipped = true;
+  } else {
+    optim_->apply(r.step, r.info);
+    model_->update_expert_bias();
+  }
+  ++step_;
+  for (models::MoeLayer* m : model_->moe_layers()) r.a2a_seconds += m->stats().a2a_seconds;
+  ctx_.backend->synchronize();
+  r.seconds = now() - t0;
+  return r;
+}
+
+void Trainer::log(const StepRecord& r) {
+  // Per-layer load and per-rank token counts (collective: every rank calls log on the same steps).
+  const auto layers = model_->moe_layers();
+  std::vector<LayerLoad> loads;
+  double rows = 0;
+  for (models::MoeLayer* m : layers) {
+    const auto& st = m->stats();
+    const auto& routed = st.load.routed;
+    double mx = 0, sum = 0;
+    for (int64_t c : routed) {
+      mx = std::max(mx, double(c));
+      sum += double(c);
+    }
+    LayerLoad ll;
+    ll.max_over_mean = sum > 0 ? mx / (sum / routed.size()) : 0;
+    ll.dropped = st.load.assignments ? double(st.load.dropped) / st.load.assignments : 0;
+    loads.push_back(ll);
+    rows += double(st.recv_rows);
+  }
+  double rmax = ctx_.world->max(rows), rsum = ctx_.world->sum(rows);
+  if (ctx_.world->rank() != 0) return;
+  const double tokens = double(cfg_.train.batch * cfg_.model.seq_len);
+  metrics::Json j;
+  j.begin_object();
+  j.kv("step", r.step).kv("loss", r.loss.total()).kv("ce", r.loss.ce).kv("aux_loss", r.loss.aux);
+  j.kv("z_loss", r.loss.z).kv("grad_norm", r.info.grad_norm).kv("skipped", r.skipped);
+  j.key("lr").begin_object();
+  for (int g = 0; g < optim::kNumGroups; ++g) j.kv(std::string(optim::kGroupNames[g]), r.info.lr[g]);
+  j.end_object();
+  j.kv("tokens_per_s", tokens / r.seconds).kv("step_ms", 1e3 * r.seconds).kv("a2a_ms", 1e3 * r.a2a_seconds);
+  j.key("expert_load").begin_array();
+  for (size_t l = 0; l < loads.size(); ++l) {
+    j.begin_object().kv("layer", int64_t(l)).kv("max_over_mean", loads[l].max_over_mean);
+    j.kv("dropped", loads[l].dropped).end_object();
+  }
+  j.end_array();
+  const double mean = rsum / ctx_.world->size();
+  j.key("rank_tokens").begin_object().kv("max", rmax).kv("mean", mean);
+  j.kv("max_over_mean", mean > 0 ? rmax / mean : 0).end_object();
+  j.end_object();
+  if (metrics_.is_open()) metrics_ << j.str() << "\n" << std::flush;
+  if (opt_.progress) {
+    const double elapsed = now() - started_;
+    const int64_t done = r.step - first_logged_step_;
+    const double eta = done > 0 ? elapsed / done * double(cfg_.train.steps - r.step) : 0;
+    std::printf("step %5lld/%lld | loss %.4f (ce %.4f) | grad %.3f | %s tok/s | a2a %.1f ms | eta %s\n",
+                (long long)r.step, (long long)cfg_.train.steps, r.loss.total(), r.loss.ce,
+                r.info.grad_norm, fmt_rate(tokens / r.seconds).c_str(), 1e3 * r.a2a_seconds,
+                fmt_duration(eta).c_str());
+    std::fflush(stdout);
+  }
+}
+
+void Trainer::train() {
+  started_ = now();
+  first_logged_step_ = step_;
+  while (step_ < cfg_.train.steps) {
+    StepRecord r = step();
+    if (r.step % cfg_.train.log_every == 0 || r.step == cfg_.train.steps || r.step == 1) log(r);
+  }
+}
+
+double Trainer::evaluate(const data::TokenSource& src, int64_t batches) {
+  double total = 0;
+  for (int64_t b = 0; b < batches; ++b) {
+    data::LocalBatch lb;
+    data::load_batch(src, b, cfg_.train.batch, cfg_.model.seq_len, ctx_.world->rank(),
+                     ctx_.world->size(), lb);
+    models::Batch batch;
+    upload(lb, batch);
+    total += model_->run(batch, /*backward=*/false).ce;
+  }
+  return batches ? total / double(batches) : 0.0;
+}
+
+}  // namespace moe::train

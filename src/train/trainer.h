@@ -1,0 +1,76 @@
+// The training loop: data -> forward/backward -> gradient reduction -> optimizer -> expert-bias
+// update, with metrics.jsonl and a progress line on rank 0. Everything it needs arrives through
+// the config and the ParallelContext.
+#pragma once
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/parallel_context.h"
+#include "models/transformer.h"
+#include "src/config/config.h"
+#include "src/data/source.h"
+#include "src/optim/optimizer.h"
+#include "src/optim/parameterization.h"
+
+namespace moe::train {
+
+struct LayerLoad {
+  double max_over_mean = 0;  // busiest expert's load / mean load
+  double dropped = 0;        // fraction of assignments dropped
+};
+
+struct StepRecord {
+  int64_t step = 0;
+  models::LossParts loss;
+  optim::StepInfo info;
+  double seconds = 0, a2a_seconds = 0;
+  bool skipped = false;  // non-finite gradients under nonfinite = "skip"
+  std::vector<LayerLoad> layers;
+  double rank_tokens_max = 0, rank_tokens_mean = 0;  // rows processed by experts, per rank
+};
+
+struct TrainerOptions {
+  bool write_run_dir = true;  // resolved config, metrics.jsonl
+  bool progress = true;       // print the progress line on rank 0
+};
+
+class Trainer {
+ public:
+  Trainer(const config::Config& cfg, comm::ParallelContext& ctx, TrainerOptions opt = {});
+  ~Trainer();
+  // Runs steps from the current one up to train.steps.
+  void train();
+  // One optimizer step (the next one); returns its record.
+  StepRecord step();
+  // Mean cross-entropy over `batches` global batches of a source (no update).
+  double evaluate(const data::TokenSource& src, int64_t batches);
+
+  models::Transformer& model() { return *model_; }
+  optim::Optimizer& optimizer() { return *optim_; }
+  const optim::ParamTable& table() const { return table_; }
+  const config::Config& config() const { return cfg_; }
+  int64_t steps_done() const { return step_; }
+  void set_steps_done(int64_t s) { step_ = s; }
+  const data::TokenSource& source() const { return *source_; }
+
+ private:
+  void upload(const data::LocalBatch& b, models::Batch& out);
+  void log(const StepRecord& r);
+
+  config::Config cfg_;
+  comm::ParallelContext& ctx_;
+  TrainerOptions opt_;
+  optim::ParamTable table_;
+  DType dtype_;
+  std::unique_ptr<models::Transformer> model_;
+  std::unique_ptr<optim::Optimizer> optim_;
+  std::unique_ptr<data::TokenSource> source_;
+  std::ofstream metrics_;
+  int64_t step_ = 0;  // optimizer steps done
+  double started_ = 0;
+  int64_t first_logged_step_ = 0;
+};
+
+}  // namespace moe::train

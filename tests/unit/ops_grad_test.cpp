@@ -1,0 +1,210 @@
+// Finite-difference checks of every CPU op's backward, in double precision: for an op y = f(x)
+// and a fixed random R, the loss L = <R, f(x)> must have dL/dx equal to the op's backward
+// applied to R. Central differences with h = 1e-5 in f64 are accurate to ~1e-9 relative, so
+// 1e-6 is a tolerance no wrong derivative passes.
+#include "models/linear.h"
+#include "tests/test_util.h"
+
+namespace moe::test {
+namespace {
+
+constexpr DType F64 = DType::F64;
+constexpr double kTol = 1e-6;
+
+TEST(OpsGrad, Linear) {
+  ops::Backend& be = cpu();
+  Tensor x = randn({5, 4}, F64, "x"), w = randn({3, 4}, F64, "w"), R = randn({5, 3}, F64, "R");
+  Tensor y = Tensor::empty({5, 3}, F64);
+  auto loss = [&] {
+    models::linear_forward(be, x, w, y, 0.7);
+    return dot(R, y);
+  };
+  Tensor dx = Tensor::zeros({5, 4}, F64), dw = Tensor::zeros({3, 4}, F64);
+  models::linear_backward(be, x, w, R, &dx, dw, 0.7, false);
+  EXPECT_LT(grad_check(loss, x, dx), kTol);
+  EXPECT_LT(grad_check(loss, w, dw), kTol);
+}
+
+TEST(OpsGrad, GroupedGemm) {
+  ops::Backend& be = cpu();
+  // 3 experts, 9 rows in 4 segments (expert 1 appears twice, expert 2 has an empty segment).
+  std::vector<ops::Segment> segs = {{0, 3, 0}, {3, 5, 1}, {5, 5, 2}, {5, 9, 1}};
+  Tensor x = randn({9, 4}, F64, "x"), w = randn({3, 5, 4}, F64, "w"), R = randn({9, 5}, F64, "R");
+  Tensor y = Tensor::empty({9, 5}, F64);
+  auto loss = [&] {
+    be.grouped_gemm_nt(x, w, segs, y, 1.3);
+    return dot(R, y);
+  };
+  Tensor dx = Tensor::empty({9, 4}, F64), dw = Tensor::zeros({3, 5, 4}, F64);
+  be.grouped_gemm_nn(R, w, segs, dx, 1.3, 0.0);
+  be.grouped_gemm_tn(R, x, segs, dw, 1.3);
+  EXPECT_LT(grad_check(loss, x, dx), kTol);
+  EXPECT_LT(grad_check(loss, w, dw), kTol);
+  for (int64_t i = 5 * 4 * 2; i < 3 * 5 * 4; ++i) EXPECT_EQ(get(dw, i), 0.0) << "unused expert";
+}
+
+TEST(OpsGrad, Embedding) {
+  ops::Backend& be = cpu();
+  Tensor ids = Tensor::empty({6}, DType::I32);
+  int32_t v[6] = {2, 0, 2, 4, 1, 2};
+  std::copy(v, v + 6, ids.data<int32_t>());
+  Tensor table = randn({5, 3}, F64, "t"), R = randn({6, 3}, F64, "R"), out = Tensor::empty({6, 3}, F64);
+  auto loss = [&] {
+    be.embedding_forward(ids, table, out, 0.5, false);
+    return dot(R, out);
+  };
+  Tensor dt = Tensor::zeros({5, 3}, F64);
+  be.embedding_backward(ids, R, dt, 0.5);
+  EXPECT_LT(grad_check(loss, table, dt), kTol);
+}
+
+TEST(OpsGrad, RmsNorm) {
+  ops::Backend& be = cpu();
+  Tensor x = randn({4, 7}, F64, "x"), g = randn({7}, F64, "g"), R = randn({4, 7}, F64, "R");
+  Tensor y = Tensor::empty({4, 7}, F64), rstd = Tensor::empty({4}, F64);
+  auto loss = [&] {
+    be.rmsnorm_forward(x, g, y, rstd, 1e-5);
+    return dot(R, y);
+  };
+  loss();
+  Tensor dx = Tensor::zeros({4, 7}, F64), dg = Tensor::zeros({7}, F64);
+  be.rmsnorm_backward(x, g, rstd, R, dx, dg);
+  EXPECT_LT(grad_check(loss, x, dx), kTol);
+  EXPECT_LT(grad_check(loss, g, dg), kTol);
+}
+
+TEST(OpsGrad, Attention) {
+  ops::Backend& be = cpu();
+  const int B = 2, T = 5, H = 2, N = 6;
+  Tensor qkv = randn({B * T, 3 * N}, F64, "qkv"), R = randn({B * T, N}, F64, "R");
+  Tensor out = Tensor::empty({B * T, N}, F64), probs = Tensor::empty({B, H, T, T}, F64);
+  auto loss = [&] {
+    be.attention_forward(qkv, out, probs, B, T, H, 0.6);
+    return dot(R, out);
+  };
+  loss();
+  Tensor dqkv = Tensor::empty({B * T, 3 * N}, F64);
+  be.attention_backward(qkv, probs, R, dqkv, B, T, H, 0.6);
+  EXPECT_LT(grad_check(loss, qkv, dqkv, 1000), kTol);
+  // causality: the first output row of each sequence depends on its own token only
+  Tensor y0 = out.clone();
+  set(qkv, (T - 1) * 3 * N + 2 * N, 5.0);  // change v of the last token of sequence 0
+  be.attention_forward(qkv, out, probs, B, T, H, 0.6);
+  for (int j = 0; j < N; ++j) EXPECT_EQ(get(out, j), get(y0, j));
+}
+
+TEST(OpsGrad, Gelu) {
+  ops::Backend& be = cpu();
+  Tensor h = randn({3, 8}, F64, "h", 2.0), R = randn({3, 8}, F64, "R"), a = Tensor::empty({3, 8}, F64);
+  auto loss = [&] {
+    be.gelu_forward(h, a);
+    return dot(R, a);
+  };
+  Tensor dh = Tensor::empty({3, 8}, F64);
+  be.gelu_backward(h, R, dh);
+  EXPECT_LT(grad_check(loss, h, dh), kTol);
+  Tensor z = Tensor::zeros({1}, F64), az = Tensor::empty({1}, F64);
+  be.gelu_forward(z, az);
+  EXPECT_EQ(get(az, 0), 0.0);
+}
+
+TEST(OpsGrad, SwiGlu) {
+  ops::Backend& be = cpu();
+  Tensor g = randn({3, 5}, F64, "g", 2.0), u = randn({3, 5}, F64, "u"), R = randn({3, 5}, F64, "R");
+  Tensor a = Tensor::empty({3, 5}, F64);
+  auto loss = [&] {
+    be.swiglu_forward(g, u, a);
+    return dot(R, a);
+  };
+  Tensor dg = Tensor::empty({3, 5}, F64), du = Tensor::empty({3, 5}, F64);
+  be.swiglu_backward(g, u, R, dg, du);
+  EXPECT_LT(grad_check(loss, g, dg), kTol);
+  EXPECT_LT(grad_check(loss, u, du), kTol);
+}
+
+TEST(OpsGrad, CrossEntropy) {
+  ops::Backend& be = cpu();
+  Tensor logits = randn({4, 9}, F64, "l", 2.0), tg = Tensor::empty({4}, DType::I32);
+  int32_t t[4] = {0, 8, 3, 3};
+  std::copy(t, t + 4, tg.data<int32_t>());
+  Tensor scratch = Tensor::empty({4, 9}, F64);
+  auto loss = [&] { return be.cross_entropy(logits, tg, scratch, 0.25) * 0.25; };
+  Tensor d = Tensor::empty({4, 9}, F64);
+  be.cross_entropy(logits, tg, d, 0.25);
+  EXPECT_LT(grad_check(loss, logits, d), kTol);
+  // value: -log softmax at the target
+  Tensor one = randn({1, 9}, F64, "one"), tg1 = Tensor::empty({1}, DType::I32), s1 = Tensor::empty({1, 9}, F64);
+  tg1.data<int32_t>()[0] = 4;
+  double mx = -1e9, z = 0;
+  for (int j = 0; j < 9; ++j) mx = std::max(mx, get(one, j));
+  for (int j = 0; j < 9; ++j) z += std::exp(get(one, j) - mx);
+  EXPECT_NEAR(be.cross_entropy(one, tg1, s1, 1.0), mx + std::log(z) - get(one, 4), 1e-12);
+}
+
+// Router: L = <Rw, w> + <aux, p-sum> + z * sum lse^2, differentiated through the gate.
+void check_router(ops::Gate gate, bool renorm, bool aux, double z) {
+  ops::Backend& be = cpu();
+  const int64_t n = 5, M = 6;
+  ops::RouterOptions opt;
+  opt.gate = gate;
+  opt.top_k = 3;
+  opt.renormalize = renorm;
+  Tensor logits = randn({n, M}, F64, "logits", 1.5), Rw = randn({n, 3}, F64, "Rw");
+  Tensor coef = aux ? randn({M}, F64, "coef") : Tensor();
+  Tensor gates = Tensor::empty({n, M}, F64), idx = Tensor::empty({n, 3}, DType::I32);
+  Tensor w = Tensor::empty({n, 3}, F64), stats = Tensor::empty({M + 1}, F64), none;
+  auto loss = [&] {
+    be.router_forward(logits, none, opt, gates, idx, w, stats);
+    double l = dot(Rw, w) + z * get(stats, M);
+    if (aux) {  // stats[0..M) = sum_t p_t
+      for (int64_t i = 0; i < M; ++i) l += get(coef, i) * get(stats, i);
+    }
+    return l;
+  };
+  loss();
+  Tensor dl = Tensor::empty({n, M}, F64);
+  be.router_backward(logits, gates, idx, w, Rw, coef, z, opt, dl);
+  EXPECT_LT(grad_check(loss, logits, dl, 1000), kTol)
+      << "gate " << int(gate) << " renorm " << renorm << " aux " << aux << " z " << z;
+}
+
+TEST(OpsGrad, Router) {
+  for (ops::Gate g : {ops::Gate::Softmax, ops::Gate::Sigmoid})
+    for (bool renorm : {true, false})
+      for (bool aux : {false, true}) check_router(g, renorm, aux, aux ? 0.3 : 0.0);
+}
+
+TEST(OpsGrad, CombineAndScatter) {
+  ops::Backend& be = cpu();
+  const int64_t n = 4, K = 2, m = 7, N = 3;
+  Tensor slot = Tensor::empty({n, K}, DType::I32);
+  int32_t s[8] = {0, 3, 1, -1, 6, 2, 5, 4};  // one dropped assignment, row m... all used once
+  std::copy(s, s + 8, slot.data<int32_t>());
+  Tensor y = randn({m, N}, F64, "y"), w = randn({n, K}, F64, "w"), R = randn({n, N}, F64, "R");
+  Tensor out = Tensor::empty({n, N}, F64);
+  auto loss = [&] {
+    be.combine_forward(y, slot, w, 0.5, out);
+    return dot(R, out);
+  };
+  Tensor dy = Tensor::empty({m, N}, F64), dw = Tensor::empty({n, K}, F64);
+  be.combine_backward(R, y, slot, w, 0.5, dy, dw);
+  EXPECT_LT(grad_check(loss, y, dy), kTol);
+  EXPECT_LT(grad_check(loss, w, dw), kTol);
+  EXPECT_EQ(get(dw, 3), 0.0);  // dropped
+  // scatter_add_slots is the adjoint of gathering rows by slot
+  Tensor x = randn({n, N}, F64, "x"), rows = Tensor::empty({m}, DType::I32);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t k = 0; k < K; ++k)
+      if (s[t * K + k] >= 0) rows.data<int32_t>()[s[t * K + k]] = int32_t(t);
+  Tensor g = Tensor::empty({m, N}, F64), Rg = randn({m, N}, F64, "Rg");
+  auto gloss = [&] {
+    be.gather_rows(x, rows, g);
+    return dot(Rg, g);
+  };
+  Tensor dx = Tensor::zeros({n, N}, F64);
+  be.scatter_add_slots(Rg, slot, dx);
+  EXPECT_LT(grad_check(gloss, x, dx), kTol);
+}
+
+}  // namespace
+}  // namespace moe::test

@@ -17,7 +17,8 @@
 
 namespace moe::test {
 
-inline comm::MpiCommunicator& world() {
+// The base interface, so that the default arguments (device = CPU) apply.
+inline comm::Communicator& world() {
   static comm::MpiCommunicator w(MPI_COMM_WORLD);
   return w;
 }

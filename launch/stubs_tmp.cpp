@@ -5,6 +5,5 @@ void add_eval(CLI::App&, std::vector<Command>&) {}
 void add_param_table(CLI::App&, std::vector<Command>&) {}
 void add_coord_check(CLI::App&, std::vector<Command>&) {}
 void add_sweep(CLI::App&, std::vector<Command>&) {}
-void add_bench(CLI::App&, std::vector<Command>&) {}
 void add_export(CLI::App&, std::vector<Command>&) {}
 }

@@ -93,6 +93,34 @@ TEST(OpsGrad, Attention) {
   for (int j = 0; j < N; ++j) EXPECT_EQ(get(out, j), get(y0, j));
 }
 
+// Longer than the CPU kernel's 32-query row blocks, with a partial last block.
+TEST(OpsGrad, AttentionBlocked) {
+  ops::Backend& be = cpu();
+  const int B = 1, T = 70, H = 2, N = 4;
+  Tensor qkv = randn({B * T, 3 * N}, F64, "qkv70"), R = randn({B * T, N}, F64, "R70");
+  Tensor out = Tensor::empty({B * T, N}, F64), probs = Tensor::empty({B, H, T, T}, F64);
+  auto loss = [&] {
+    be.attention_forward(qkv, out, probs, B, T, H, 0.9);
+    return dot(R, out);
+  };
+  loss();
+  Tensor dqkv = Tensor::empty({B * T, 3 * N}, F64);
+  be.attention_backward(qkv, probs, R, dqkv, B, T, H, 0.9);
+  // h = 1e-4: this loss sums 280 outputs, so the rounding noise of smaller steps would dominate;
+  // the O(h^2) truncation error stays far below the tolerance.
+  EXPECT_LT(grad_check(loss, qkv, dqkv, 400, 1e-4), kTol);
+  for (int i = 0; i < T; ++i)  // each probability row is a distribution over keys 0..i
+    for (int h = 0; h < H; ++h) {
+      double s = 0;
+      for (int j = 0; j < T; ++j) {
+        double v = get(probs, (int64_t(h) * T + i) * T + j);
+        if (j > i) EXPECT_EQ(v, 0.0);
+        s += v;
+      }
+      EXPECT_NEAR(s, 1.0, 1e-12);
+    }
+}
+
 TEST(OpsGrad, Gelu) {
   ops::Backend& be = cpu();
   Tensor h = randn({3, 8}, F64, "h", 2.0), R = randn({3, 8}, F64, "R"), a = Tensor::empty({3, 8}, F64);

@@ -3,8 +3,15 @@
 #include <cmath>
 
 #include "src/ops/cpu/cpu_backend.h"
+#include "src/ops/cpu/fast_math.h"
 
 namespace moe::ops::cpu {
+namespace {
+template <class T>
+void scale_row(T* r, int64_t n, T s) {
+  for (int64_t j = 0; j < n; ++j) r[j] *= s;
+}
+}  // namespace
 
 double CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, Tensor& dlogits,
                                  double grad_scale) {
@@ -22,13 +29,12 @@ double CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, Te
       const T* row = x + i * V;
       T* drow = d + i * V;
       MOE_CHECK(tg[i] >= 0 && tg[i] < V, "target ", tg[i], " outside vocabulary of ", V);
-      T mx = *std::max_element(row, row + V);
-      T sum = 0;
-      for (int64_t j = 0; j < V; ++j) sum += std::exp(row[j] - mx);
-      T lse = mx + std::log(sum);
-      total += static_cast<double>(lse - row[tg[i]]);
-      T gs = T(grad_scale);
-      for (int64_t j = 0; j < V; ++j) drow[j] = gs * std::exp(row[j] - lse);
+      const T target = row[tg[i]];  // read before drow (possibly the same memory) is written
+      if (drow != row) std::copy(row, row + V, drow);
+      T lse = softmax_row_any(drow, V);
+      total += static_cast<double>(lse - target);
+      const T gs = T(grad_scale);
+      if (gs != T(1)) scale_row(drow, V, gs);
       drow[tg[i]] -= gs;
     }
   });

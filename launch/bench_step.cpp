@@ -1,0 +1,112 @@
+// moe bench step: times full training steps (forward, backward, optimizer) of a config and,
+// in the same run, the same model in PyTorch (bench/torch_moe.py), and prints both with the ratio.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <regex>
+
+#include "comm/agree.h"
+#include "launch/bench.h"
+#include "src/ops/profiling_backend.h"
+#include "src/train/trainer.h"
+
+namespace moe::launch {
+namespace {
+
+struct StepArgs {
+  std::string config;
+  std::vector<std::string> sets;
+  int steps = 20, warmup = 3;
+  bool profile = false, torch = true;
+  std::string python = "/usr/bin/python3", script;
+};
+
+// Runs the PyTorch peer; returns its tokens/s (0 when it could not run) and prints why not.
+double run_torch(const StepArgs& a, const config::Config& c, std::string& desc) {
+  std::string script = a.script.empty() ? std::string(MOE_SOURCE_DIR) + "/bench/torch_moe.py" : a.script;
+  char cmd[2048];
+  std::snprintf(cmd, sizeof cmd,
+                "%s %s --vocab %lld --seq_len %lld --width %lld --heads %lld --depth %lld --experts %lld "
+                "--top_k %lld --expert_width %lld --batch %lld --steps %d --warmup %d --preset %s --lr %g 2>&1",
+                a.python.c_str(), script.c_str(), (long long)c.model.vocab, (long long)c.model.seq_len,
+                (long long)c.model.width, (long long)c.model.heads, (long long)c.model.depth,
+                (long long)c.moe.experts, (long long)c.moe.top_k, (long long)c.moe.expert_width,
+                (long long)c.train.batch, a.steps, a.warmup, c.parameterization.preset.c_str(), c.optim.lr);
+  std::string out;
+  if (FILE* p = popen(cmd, "r")) {
+    char buf[512];
+    while (fgets(buf, sizeof buf, p)) out += buf;
+    pclose(p);
+  }
+  std::smatch m;
+  if (!std::regex_search(out, m, std::regex("\"tokens_per_s\": ([0-9.eE+-]+)"))) {
+    std::printf("pytorch peer did not run (%s): %s\n", cmd, out.substr(0, 300).c_str());
+    return 0;
+  }
+  std::smatch v;
+  desc = std::regex_search(out, v, std::regex("\"torch\": \"([^\"]+)\"")) ? "pytorch " + v[1].str() : "pytorch";
+  return std::stod(m[1]);
+}
+
+int run_step(const StepArgs& a) {
+  comm::Communicator& w = world();
+  std::vector<std::string> sets = a.sets;
+  sets.push_back("parallel.ep=" + std::to_string(w.size()));
+  config::Config cfg = load_config_agreed(a.config, sets, w.size());
+  std::unique_ptr<ops::Backend> base;
+  comm::run_agreed(w, [&] { base = make_backend(cfg); });
+  std::unique_ptr<ops::ProfilingBackend> prof;
+  ops::Backend* be = base.get();
+  if (a.profile) {
+    prof = std::make_unique<ops::ProfilingBackend>(*base);
+    be = prof.get();
+  }
+  auto ctx = comm::make_parallel_context(w.split(0, w.rank()), int(cfg.parallel.ep), be);
+  train::Trainer tr(cfg, ctx, {false, false});
+  for (int s = 0; s < a.warmup; ++s) tr.step();
+  if (prof) prof->reset();
+  w.barrier();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int s = 0; s < a.steps; ++s) tr.step();
+  w.barrier();
+  double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / a.steps;
+  double tokens = double(cfg.train.batch * cfg.model.seq_len);
+  if (w.rank() != 0) return 0;
+  std::printf("# bench step: V=%lld T=%lld N=%lld H=%lld L=%lld Ne=%lld M=%lld K=%lld B=%lld, %s f32, %d rank(s), %d steps after %d warm-up\n",
+              (long long)cfg.model.vocab, (long long)cfg.model.seq_len, (long long)cfg.model.width,
+              (long long)cfg.model.heads, (long long)cfg.model.depth, (long long)cfg.moe.expert_width,
+              (long long)cfg.moe.experts, (long long)cfg.moe.top_k, (long long)cfg.train.batch, be->name(),
+              w.size(), a.steps, a.warmup);
+  double mine = tokens / sec, peer = 0;
+  std::string peer_desc;
+  if (a.torch && w.size() == 1) peer = run_torch(a, cfg, peer_desc);
+  std::printf("%-34s %12s %10s %10s\n", "implementation", "tokens/s", "ms/step", "ratio");
+  std::printf("%-34s %12.0f %10.2f %10s\n", (std::string("moe (") + be->name() + ", 1 thread/rank)").c_str(),
+              mine, 1e3 * sec, peer > 0 ? "" : "-");
+  if (peer > 0) {
+    std::printf("%-34s %12.0f %10.2f %10s\n", (peer_desc + " eager fp32, 1 thread").c_str(), peer,
+                1e3 * tokens / peer, "");
+    std::printf("speedup over pytorch: %.2fx\n", mine / peer);
+  }
+  if (prof) std::printf("\nper-op time (rank 0):\n%s", prof->table(sec * a.steps, a.steps).c_str());
+  return 0;
+}
+
+}  // namespace
+
+void add_bench_step(CLI::App& bench, std::vector<Command>& cmds) {
+  auto a = std::make_shared<StepArgs>();
+  CLI::App* sub = bench.add_subcommand("step", "time training steps, side by side with PyTorch");
+  sub->add_option("--config", a->config, "TOML config (default: built-in; config C)");
+  sub->add_option("--set", a->sets, "override a key (repeatable)");
+  sub->add_option("--steps", a->steps, "timed steps")->check(CLI::PositiveNumber);
+  sub->add_option("--warmup", a->warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
+  sub->add_flag("--profile", a->profile, "print time per op");
+  sub->add_flag("!--no-torch", a->torch, "skip the PyTorch peer");
+  sub->add_option("--python", a->python, "python with torch for the peer");
+  sub->add_option("--torch-script", a->script, "the peer script (default: bench/torch_moe.py of the source tree)");
+  cmds.push_back({sub, [a] { return run_step(*a); }});
+}
+
+}  // namespace moe::launch

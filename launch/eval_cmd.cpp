@@ -1,0 +1,14 @@
+// moe eval: not yet implemented (see the issues).
+#include "launch/commands.h"
+
+namespace moe::launch {
+
+void add_eval(CLI::App& app, std::vector<Command>& cmds) {
+  CLI::App* sub = app.add_subcommand("eval", "(not yet available)");
+  cmds.push_back({sub, [] {
+                    if (world().rank() == 0) std::fprintf(stderr, "moe eval: not yet available\n");
+                    return 1;
+                  }});
+}
+
+}  // namespace moe::launch

@@ -98,4 +98,10 @@ inline config::Config tiny_config() {
   return c;
 }
 
+// EXPECT_TRUE(Contains(msg, "model.width")): on failure prints the whole text.
+inline ::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
+  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << part << "\" not found in: " << text;
+}
+
 }  // namespace moe::test

@@ -9,7 +9,10 @@ namespace moe::models {
 
 int64_t expert_capacity(double capacity_factor, int64_t global_tokens, int K, int64_t M) {
   if (capacity_factor <= 0) return 0;
-  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(capacity_factor * K * global_tokens / double(M))));
+  // A relative nudge below the exact value so that products like 1.1 * 100 = 110.00000000000001
+  // round to 110, not 111.
+  const double exact = capacity_factor * K * global_tokens / double(M);
+  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(exact * (1 - 1e-12))));
 }
 
 GlobalLoad decide_kept(const int32_t* idx, int64_t n, int K, int64_t M, int64_t capacity,

@@ -111,9 +111,18 @@ FileTokens::FileTokens(const std::string& kind, const std::string& pattern, int6
   }
 }
 
-FileTokens::~FileTokens() {
-  for (MappedFile& f : files_)
-    if (f.map) munmap(f.map, f.map_bytes);
+MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
+  std::swap(path, o.path);
+  std::swap(base, o.base);
+  std::swap(map_bytes, o.map_bytes);
+  std::swap(map, o.map);
+  std::swap(tokens, o.tokens);
+  std::swap(width, o.width);
+  return *this;
+}
+
+MappedFile::~MappedFile() {
+  if (map) munmap(map, map_bytes);
 }
 
 void FileTokens::sequence(int64_t seq, int64_t T, int32_t* out) const {

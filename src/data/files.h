@@ -13,7 +13,13 @@ namespace moe::data {
 constexpr int32_t kShardMagic = 20240520;
 constexpr int32_t kShardVersion = 1;
 
+// A read-only mapping, unmapped when destroyed (also when a later check throws).
 struct MappedFile {
+  MappedFile() = default;
+  MappedFile(MappedFile&& o) noexcept { *this = std::move(o); }
+  MappedFile& operator=(MappedFile&& o) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  ~MappedFile();
   std::string path;
   const uint8_t* base = nullptr;  // token bytes (after any header)
   size_t map_bytes = 0;
@@ -30,7 +36,6 @@ class FileTokens final : public TokenSource {
   // kind = "llmc" or "text"; pattern: a path or a glob. Throws InputError naming the file.
   FileTokens(const std::string& kind, const std::string& pattern, int64_t vocab, int64_t seq_len,
              uint64_t seed);
-  ~FileTokens() override;
   void sequence(int64_t seq, int64_t T, int32_t* out) const override;
   std::string describe() const override;
   int64_t total_tokens() const;

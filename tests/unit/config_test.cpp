@@ -1,0 +1,398 @@
+// Config parsing: defaults, keys, type/unknown-key errors, --set, validation, to_toml round trip.
+#include "src/config/config.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "src/core/error.h"
+#include "tests/test_util.h"
+
+namespace moe::test {
+namespace {
+
+using config::Config;
+using config::parse_config;
+
+const char* const kOrigin = "cfg_under_test.toml";
+
+// Parses `text` expecting an InputError; returns its message (empty and a failure if none).
+// Every config error is reached by all ranks alike, so it must be collective and exit code 2.
+std::string ParseError(const std::string& text, const std::vector<std::string>& sets = {},
+                       int world_size = 0) {
+  try {
+    parse_config(text, kOrigin, sets, world_size);
+  } catch (const InputError& e) {
+    EXPECT_TRUE(e.collective()) << e.what();
+    EXPECT_EQ(e.exit_code(), kExitBadInput);
+    return e.what();
+  }
+  ADD_FAILURE() << "no InputError for:\n" << text;
+  return "";
+}
+
+TEST(Config, EmptyTextGivesDocumentedDefaults) {
+  Config c = parse_config("", kOrigin, {});
+  // The defaults that architecture.md and configs/default.toml document.
+  EXPECT_EQ(c.run.dir, "runs/default");
+  EXPECT_EQ(c.model.vocab, 512);
+  EXPECT_EQ(c.model.seq_len, 128);
+  EXPECT_EQ(c.model.width, 128);
+  EXPECT_EQ(c.model.heads, 4);
+  EXPECT_EQ(c.moe.experts, 8);
+  EXPECT_EQ(c.moe.top_k, 2);
+  EXPECT_EQ(c.parameterization.preset, "mssp");
+  EXPECT_EQ(c.optim.name, "adamw");
+  EXPECT_DOUBLE_EQ(c.optim.lr, 3e-3);
+  EXPECT_EQ(c.data.kind, "synthetic");
+  EXPECT_EQ(c.parallel.ep, 1);
+  // Preset-decided keys stay unset so the table can tell "default" from "overridden".
+  EXPECT_FALSE(c.moe.gate.has_value());
+  EXPECT_FALSE(c.moe.renormalize.has_value());
+  EXPECT_FALSE(c.parameterization.depth_alpha.has_value());
+  EXPECT_TRUE(c.parameterization.groups.empty());
+}
+
+TEST(Config, StructDefaultsMatchShippedDefaultToml) {
+  // default.toml is the 2-rank main job; apart from ep it must only restate the defaults.
+  Config shipped =
+      config::load_config(std::string(MOE_SOURCE_DIR) + "/configs/default.toml", {"parallel.ep=1"});
+  EXPECT_EQ(config::to_toml(shipped), config::to_toml(parse_config("", kOrigin, {})));
+}
+
+// A config with a non-default value for every key of every section.
+const char* const kEveryKey = R"(
+[run]
+dir = "runs/all_keys"
+seed = 99
+[model]
+vocab = 300
+seq_len = 32
+width = 96
+heads = 3
+depth = 5
+attention = false
+norm_eps = 1e-6
+[moe]
+experts = 12
+top_k = 3
+expert_width = 40
+activation = "swiglu"
+gate = "sigmoid"
+renormalize = false
+aggregation = "mean"
+expert_bias = true
+bias_update_rate = 0.002
+capacity_factor = 1.25
+aux_loss = 0.03
+z_loss = 0.0001
+[parameterization]
+preset = "mup"
+init_std = 0.05
+depth_alpha = 0.5
+scale_eps = true
+[parameterization.base]
+width = 64
+expert_width = 32
+experts = 4
+top_k = 1
+depth = 2
+heads = 2
+[parameterization.groups.router]
+init_std = 0.0
+lr_mult = 2.5
+[parameterization.groups.unembed]
+lr = 0.004
+[parameterization.overrides.expert_up]
+lr = { N = -1.0, M = 0.5 }
+zero_init = true
+[optim]
+name = "sgd"
+lr = 0.0123456789012345
+weight_decay = 0.1
+warmup = 7
+schedule = "linear"
+min_lr_ratio = 0.25
+beta1 = 0.8
+beta2 = 0.99
+eps = 1e-7
+momentum = 0.7
+grad_clip = 0.5
+[train]
+steps = 33
+batch = 12
+log_every = 3
+nonfinite = "skip"
+dtype = "bf16"
+[data]
+kind = "llmc"
+path = "shards/*.bin"
+seed = 5
+branching = 4
+zipf = 0.9
+copy_prob = 0.2
+copy_lag = 3
+[parallel]
+ep = 4
+backend = "nccl"
+zero1 = true
+device = "cuda"
+[checkpoint]
+every = 10
+keep = 5
+)";
+
+TEST(Config, EveryKeyParses) {
+  Config c = parse_config(kEveryKey, kOrigin, {});
+  EXPECT_EQ(c.run.dir, "runs/all_keys");
+  EXPECT_EQ(c.run.seed, 99);
+  EXPECT_EQ(c.model.vocab, 300);
+  EXPECT_EQ(c.model.seq_len, 32);
+  EXPECT_EQ(c.model.width, 96);
+  EXPECT_EQ(c.model.heads, 3);
+  EXPECT_EQ(c.model.depth, 5);
+  EXPECT_FALSE(c.model.attention);
+  EXPECT_DOUBLE_EQ(c.model.norm_eps, 1e-6);
+  EXPECT_EQ(c.moe.experts, 12);
+  EXPECT_EQ(c.moe.top_k, 3);
+  EXPECT_EQ(c.moe.expert_width, 40);
+  EXPECT_EQ(c.moe.activation, "swiglu");
+  EXPECT_EQ(c.moe.gate, "sigmoid");
+  EXPECT_EQ(c.moe.renormalize, false);
+  EXPECT_EQ(c.moe.aggregation, "mean");
+  EXPECT_EQ(c.moe.expert_bias, true);
+  EXPECT_DOUBLE_EQ(c.moe.bias_update_rate, 0.002);
+  EXPECT_DOUBLE_EQ(c.moe.capacity_factor, 1.25);
+  EXPECT_DOUBLE_EQ(c.moe.aux_loss, 0.03);
+  EXPECT_DOUBLE_EQ(c.moe.z_loss, 0.0001);
+  const config::ParamConfig& p = c.parameterization;
+  EXPECT_EQ(p.preset, "mup");
+  EXPECT_DOUBLE_EQ(p.init_std, 0.05);
+  EXPECT_EQ(p.depth_alpha, 0.5);
+  EXPECT_TRUE(p.scale_eps);
+  EXPECT_EQ(p.base.width, 64);
+  EXPECT_EQ(p.base.expert_width, 32);
+  EXPECT_EQ(p.base.experts, 4);
+  EXPECT_EQ(p.base.top_k, 1);
+  EXPECT_EQ(p.base.depth, 2);
+  EXPECT_EQ(p.base.heads, 2);
+  ASSERT_EQ(p.groups.size(), 2u);
+  EXPECT_EQ(p.groups.at("router").init_std, 0.0);
+  EXPECT_EQ(p.groups.at("router").lr_mult, 2.5);
+  EXPECT_FALSE(p.groups.at("router").lr.has_value());
+  EXPECT_EQ(p.groups.at("unembed").lr, 0.004);
+  ASSERT_EQ(p.overrides.size(), 1u);
+  const config::GroupOverride& o = p.overrides.at("expert_up");
+  ASSERT_TRUE(o.lr.has_value());
+  EXPECT_EQ(o.lr->N, -1.0);
+  EXPECT_EQ(o.lr->M, 0.5);
+  EXPECT_FALSE(o.lr->K.has_value());
+  EXPECT_FALSE(o.init.has_value());
+  EXPECT_EQ(o.zero_init, true);
+  EXPECT_EQ(c.optim.name, "sgd");
+  EXPECT_DOUBLE_EQ(c.optim.lr, 0.0123456789012345);
+  EXPECT_DOUBLE_EQ(c.optim.weight_decay, 0.1);
+  EXPECT_EQ(c.optim.warmup, 7);
+  EXPECT_EQ(c.optim.schedule, "linear");
+  EXPECT_DOUBLE_EQ(c.optim.min_lr_ratio, 0.25);
+  EXPECT_DOUBLE_EQ(c.optim.beta1, 0.8);
+  EXPECT_DOUBLE_EQ(c.optim.beta2, 0.99);
+  EXPECT_DOUBLE_EQ(c.optim.eps, 1e-7);
+  EXPECT_DOUBLE_EQ(c.optim.momentum, 0.7);
+  EXPECT_DOUBLE_EQ(c.optim.grad_clip, 0.5);
+  EXPECT_EQ(c.train.steps, 33);
+  EXPECT_EQ(c.train.batch, 12);
+  EXPECT_EQ(c.train.log_every, 3);
+  EXPECT_EQ(c.train.nonfinite, "skip");
+  EXPECT_EQ(c.train.dtype, "bf16");
+  EXPECT_EQ(c.data.kind, "llmc");
+  EXPECT_EQ(c.data.path, "shards/*.bin");
+  EXPECT_EQ(c.data.seed, 5);
+  EXPECT_EQ(c.data.branching, 4);
+  EXPECT_DOUBLE_EQ(c.data.zipf, 0.9);
+  EXPECT_DOUBLE_EQ(c.data.copy_prob, 0.2);
+  EXPECT_EQ(c.data.copy_lag, 3);
+  EXPECT_EQ(c.parallel.ep, 4);
+  EXPECT_EQ(c.parallel.backend, "nccl");
+  EXPECT_TRUE(c.parallel.zero1);
+  EXPECT_EQ(c.parallel.device, "cuda");
+  EXPECT_EQ(c.checkpoint.every, 10);
+  EXPECT_EQ(c.checkpoint.keep, 5);
+}
+
+TEST(Config, FloatKeyAcceptsInteger) {
+  // TOML writes 1 and 1.0 differently; a user writing `lr = 1` means the number 1.
+  EXPECT_DOUBLE_EQ(parse_config("[optim]\nlr = 1\n", kOrigin, {}).optim.lr, 1.0);
+}
+
+TEST(Config, WrongTypeNamesKeyAndOrigin) {
+  struct Case {
+    const char* text;
+    const char* key;
+  };
+  for (const Case& cs : std::vector<Case>{
+           {"[model]\nwidth = \"abc\"\n", "model.width"},
+           {"[model]\nwidth = 1.5\n", "model.width"},
+           {"[model]\nattention = 1\n", "model.attention"},
+           {"[optim]\nlr = \"fast\"\n", "optim.lr"},
+           {"[run]\ndir = 5\n", "run.dir"},
+           {"[moe]\ngate = true\n", "moe.gate"},
+           {"model = 3\n", "model"},
+           {"[parameterization]\nbase = 7\n", "parameterization.base"},
+           {"[parameterization.groups]\nrouter = 1\n", "parameterization.groups.router"}}) {
+    std::string msg = ParseError(cs.text);
+    EXPECT_TRUE(Contains(msg, cs.key)) << cs.text;
+    EXPECT_TRUE(Contains(msg, kOrigin)) << cs.text;
+  }
+}
+
+TEST(Config, UnknownKeysAreNamed) {
+  for (auto [text, key] : std::vector<std::pair<const char*, const char*>>{
+           {"bogus = 1\n", "bogus"},
+           {"[bogus_section]\nx = 1\n", "bogus_section"},
+           {"[model]\nwidht = 64\n", "model.widht"},
+           {"[parameterization.base]\nwidht = 64\n", "parameterization.base.widht"},
+           {"[parameterization.groups.router]\nlrr = 1.0\n", "parameterization.groups.router.lrr"},
+           {"[parameterization.overrides.router]\nlr = { X = 1.0 }\n",
+            "parameterization.overrides.router.lr.X"}}) {
+    std::string msg = ParseError(text);
+    EXPECT_TRUE(Contains(msg, key)) << text;
+    EXPECT_TRUE(Contains(msg, "unknown")) << text;
+    EXPECT_TRUE(Contains(msg, kOrigin)) << text;
+  }
+}
+
+TEST(Config, SetOverridesFileValues) {
+  const std::string text = "[model]\nwidth = 64\n[run]\ndir = \"runs/file\"\n";
+  Config c = parse_config(
+      text, kOrigin,
+      {"model.width=256", "model.attention=false", "optim.lr=2.5e-4", "run.dir=runs/x",
+       "moe.gate=sigmoid", "data.path=\"a b.bin\"", "parameterization.groups.router.lr_mult=3"});
+  EXPECT_EQ(c.model.width, 256);
+  EXPECT_FALSE(c.model.attention);
+  EXPECT_DOUBLE_EQ(c.optim.lr, 2.5e-4);
+  EXPECT_EQ(c.run.dir, "runs/x");  // a bare word is taken as a string
+  EXPECT_EQ(c.moe.gate, "sigmoid");
+  EXPECT_EQ(c.data.path, "a b.bin");  // a quoted TOML string
+  EXPECT_EQ(c.parameterization.groups.at("router").lr_mult, 3.0);
+  // Keys not overridden keep the file's or the default value.
+  EXPECT_EQ(c.model.heads, 4);
+  // The later --set of the same key wins.
+  EXPECT_EQ(parse_config(text, kOrigin, {"model.depth=2", "model.depth=6"}).model.depth, 6);
+}
+
+TEST(Config, BadSetArgumentsAreNamed) {
+  std::string msg = ParseError("[model]\nwidth = 64\n", {"model.width=abc"});
+  EXPECT_TRUE(Contains(msg, "--set model.width=abc"));
+  EXPECT_TRUE(Contains(msg, "model.width"));
+  msg = ParseError("", {"model.colour=1"});
+  EXPECT_TRUE(Contains(msg, "model.colour"));
+  EXPECT_TRUE(Contains(msg, "unknown"));
+  msg = ParseError("", {"nonsense"});
+  EXPECT_TRUE(Contains(msg, "nonsense"));
+  // A key path through a non-table value.
+  msg = ParseError("", {"model.width.x=1"});
+  EXPECT_TRUE(Contains(msg, "model.width"));
+}
+
+TEST(Config, ValidationErrorsNameTheKey) {
+  struct Case {
+    std::string text;
+    const char* key;
+    int world;
+  };
+  std::vector<Case> cases = {
+      {"[moe]\nexperts = 4\ntop_k = 5\n", "moe.top_k", 0},
+      {"[moe]\nexperts = 6\n[parallel]\nep = 4\n", "parallel.ep", 0},
+      {"[model]\nwidth = 130\nheads = 4\n", "model.heads", 0},
+      {"[model]\nwidth = -8\n", "model.width", 0},
+      {"[model]\nseq_len = 0\n", "model.seq_len", 0},
+      {"[moe]\nexperts = -2\n", "moe.experts", 0},
+      {"[moe]\nexpert_width = -1\n", "moe.expert_width", 0},
+      {"[train]\nbatch = -4\n", "train.batch", 0},
+      {"[parameterization]\npreset = \"nope\"\n", "parameterization.preset", 0},
+      {"[parameterization.groups.routr]\nlr_mult = 2.0\n", "parameterization.groups.routr", 0},
+      {"[parameterization.overrides.expert_upp]\nzero_init = true\n",
+       "parameterization.overrides.expert_upp", 0},
+      {"[train]\nbatch = 6\n", "train.batch", 4},
+      {"[train]\nbatch = 12\n[parallel]\nep = 4\n", "parallel.ep", 6},
+      {"[optim]\nschedule = \"step\"\n", "optim.schedule", 0},
+      {"[data]\nkind = \"llmc\"\n", "data.path", 0},
+  };
+  for (const Case& cs : cases) {
+    std::string msg = ParseError(cs.text, {}, cs.world);
+    EXPECT_TRUE(Contains(msg, cs.key)) << cs.text;
+    EXPECT_TRUE(Contains(msg, kOrigin)) << cs.text;
+  }
+  // The same layouts are fine when they fit: the checks are not over-eager.
+  EXPECT_NO_THROW(parse_config("[moe]\nexperts = 4\ntop_k = 4\n", kOrigin, {}));
+  EXPECT_NO_THROW(parse_config("[train]\nbatch = 6\n", kOrigin, {}, 0));  // 0 skips the world
+  EXPECT_NO_THROW(parse_config("[train]\nbatch = 6\n", kOrigin, {}, 3));
+  EXPECT_NO_THROW(parse_config("[train]\nbatch = 16\n[parallel]\nep = 4\n", kOrigin, {}, 8));
+}
+
+TEST(Config, ValidationErrorViaSetNamesTheKey) {
+  std::string msg = ParseError("", {"moe.top_k=9"});
+  EXPECT_TRUE(Contains(msg, "moe.top_k"));
+}
+
+TEST(Config, SyntaxErrorNamesFileAndLine) {
+  std::string msg = ParseError("[model]\nwidth = 128\nheads = = 4\n");
+  EXPECT_TRUE(Contains(msg, std::string(kOrigin) + ":3"));
+}
+
+TEST(Config, LoadConfigNamesMissingFile) {
+  const std::string path = testing::TempDir() + "/no_such_config_dir/none.toml";
+  try {
+    config::load_config(path, {});
+    ADD_FAILURE() << "no error for a missing file";
+  } catch (const InputError& e) {
+    EXPECT_TRUE(Contains(e.what(), path));
+  }
+}
+
+TEST(Config, LoadConfigErrorsNameThePath) {
+  // Unique per process, so concurrent test runs do not share the file.
+  const std::string path =
+      testing::TempDir() + "/config_test_bad_" + std::to_string(getpid()) + ".toml";
+  std::ofstream(path) << "[model]\nwidth = \"wide\"\n";
+  try {
+    config::load_config(path, {});
+    ADD_FAILURE() << "no error for a bad file";
+  } catch (const InputError& e) {
+    EXPECT_TRUE(Contains(e.what(), path));
+    EXPECT_TRUE(Contains(e.what(), "model.width"));
+  }
+  std::remove(path.c_str());
+}
+
+TEST(Config, ToTomlRoundTrips) {
+  Config a = parse_config(kEveryKey, kOrigin, {});
+  std::string text = config::to_toml(a);
+  Config b = parse_config(text, "resolved.toml", {});
+  EXPECT_EQ(config::to_toml(b), text);
+  // Spot checks on fields of each kind, including values that need full double precision.
+  EXPECT_EQ(b.optim.lr, a.optim.lr);
+  EXPECT_EQ(b.model.norm_eps, a.model.norm_eps);
+  EXPECT_EQ(b.moe.capacity_factor, a.moe.capacity_factor);
+  EXPECT_EQ(b.model.attention, a.model.attention);
+  EXPECT_EQ(b.run.dir, a.run.dir);
+  EXPECT_EQ(b.moe.gate, a.moe.gate);
+  EXPECT_EQ(b.parameterization.base.heads, a.parameterization.base.heads);
+  EXPECT_EQ(b.parameterization.groups.at("router").lr_mult, 2.5);
+  EXPECT_EQ(b.parameterization.overrides.at("expert_up").lr->N, -1.0);
+  EXPECT_FALSE(b.parameterization.overrides.at("expert_up").lr->K.has_value());
+
+  // Unset optionals stay unset through the round trip (the preset keeps deciding them).
+  Config d = parse_config("[optim]\nlr = 0.1\n", kOrigin, {});
+  Config d2 = parse_config(config::to_toml(d), "resolved.toml", {});
+  EXPECT_FALSE(d2.moe.gate.has_value());
+  EXPECT_FALSE(d2.parameterization.base.heads.has_value());
+  EXPECT_EQ(d2.optim.lr, 0.1);
+  EXPECT_EQ(config::to_toml(d2), config::to_toml(d));
+}
+
+}  // namespace
+}  // namespace moe::test

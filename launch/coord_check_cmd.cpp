@@ -1,14 +1,87 @@
-// moe coord-check: not yet implemented (see the issues).
+// moe coord-check: coordinate checks of the parameterization along one axis, for several
+// presets: CSV of per-site RMS (and change since init) per scale and step, a PNG per preset,
+// and the fitted log-log slopes.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include "launch/commands.h"
+#include "launch/plots.h"
+#include "src/train/coord_check.h"
 
 namespace moe::launch {
+namespace {
+
+struct CoordArgs {
+  std::string config, axis = "N", scales = "1,2,4,8", presets = "sp,mup,mssp", optimizer = "adam", out;
+  std::vector<std::string> sets;
+  int steps = 10, seeds = 4;
+  double tolerance = 0.1;
+};
+
+template <class T>
+std::vector<T> split_list(const std::string& s, T (*conv)(const std::string&)) {
+  std::vector<T> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(conv(item));
+  return out;
+}
+
+int run_coord(const CoordArgs& a) {
+  if (world().size() != 1) throw InputError("coord-check runs on one rank (run it without mpirun)", true);
+  train::CoordSpec spec;
+  std::string cfg_path = a.config.empty() ? std::string(MOE_SOURCE_DIR) + "/configs/coord_check.toml" : a.config;
+  spec.base = load_config_agreed(cfg_path, a.sets, 0);
+  spec.axis = a.axis;
+  spec.steps = a.steps;
+  spec.seeds = a.seeds;
+  spec.optimizer = a.optimizer == "sgd" ? "sgd" : "adamw";
+  try {
+    spec.scales = split_list<double>(a.scales, [](const std::string& s) { return std::stod(s); });
+  } catch (const std::exception&) {
+    throw InputError("--scales " + a.scales + ": expected numbers like 1,2,4,8", true);
+  }
+  spec.presets = split_list<std::string>(a.presets, [](const std::string& s) { return s; });
+  for (const auto& p : spec.presets)
+    if (p != "sp" && p != "mup" && p != "mssp") throw InputError("--presets: unknown preset " + p, true);
+  auto backend = ops::make_cpu_backend();
+  train::CoordResult r = train::coord_check(spec, world(), *backend);
+  std::string out = a.out.empty() ? spec.base.run.dir : a.out;
+  std::filesystem::create_directories(out);
+  std::string csv = out + "/coord_check_" + a.axis + ".csv";
+  std::ofstream(csv) << train::coord_csv(r);
+  std::printf("coord check: axis %s, scales %s, %d steps (%s), %d seed(s); slopes of log RMS against log scale at the last step\n",
+              a.axis.c_str(), a.scales.c_str(), a.steps, spec.optimizer.c_str(), a.seeds);
+  std::fputs(train::coord_summary(r, a.tolerance).c_str(), stdout);
+  std::printf("csv: %s\n", csv.c_str());
+  for (const std::string& p : spec.presets) {
+    std::string png = out + "/coord_check_" + a.axis + "_" + p + ".png";
+    std::string why = render_plot(kCoordPlotScript, {csv, p, png, a.axis});
+    std::printf("plot: %s\n", why.empty() ? png.c_str() : why.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
 
 void add_coord_check(CLI::App& app, std::vector<Command>& cmds) {
-  CLI::App* sub = app.add_subcommand("coord-check", "(not yet available)");
-  cmds.push_back({sub, [] {
-                    if (world().rank() == 0) std::fprintf(stderr, "moe coord-check: not yet available\n");
-                    return 1;
-                  }});
+  auto a = std::make_shared<CoordArgs>();
+  CLI::App* sub = app.add_subcommand("coord-check", "coordinate check of the parameterization along one axis");
+  sub->add_option("--config", a->config, "base config at scale 1 (default: configs/coord_check.toml)");
+  sub->add_option("--set", a->sets, "override a key of the base config (repeatable)");
+  sub->add_option("--axis", a->axis, "N | Ne | M (K/M fixed) | K | L, or a regime I | II | III")
+      ->check(CLI::IsMember({"N", "Ne", "M", "K", "L", "I", "II", "III"}));
+  sub->add_option("--scales", a->scales, "comma-separated scale factors");
+  sub->add_option("--steps", a->steps, "training steps on the fixed batch")->check(CLI::PositiveNumber);
+  sub->add_option("--seeds", a->seeds, "initializations averaged")->check(CLI::PositiveNumber);
+  sub->add_option("--presets", a->presets, "comma-separated: sp,mup,mssp");
+  sub->add_option("--optimizer", a->optimizer, "adam | sgd")->check(CLI::IsMember({"adam", "adamw", "sgd"}));
+  sub->add_option("--out", a->out, "output directory (default: the config's run.dir)");
+  sub->add_option("--tolerance", a->tolerance, "|slope| below which a site counts as stable");
+  cmds.push_back({sub, [a] { return run_coord(*a); }});
 }
 
 }  // namespace moe::launch

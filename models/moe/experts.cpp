@@ -24,6 +24,21 @@ void Experts::forward(ops::Backend& be, const Tensor& x, const std::vector<ops::
   be.grouped_gemm_nt(a_, p_.down->value, segs, y, p_.down_mult);
 }
 
+void Experts::apply_one(ops::Backend& be, const Tensor& x, int e, Tensor& y) {
+  const int64_t m = x.dim(0), F = p_.up->shape[1];
+  std::vector<ops::Segment> seg = {{0, m, e}};
+  Tensor h = Tensor::empty({m, F}, x.dtype(), x.device()), a = Tensor::empty({m, F}, x.dtype(), x.device());
+  be.grouped_gemm_nt(x, p_.up->value, seg, h, p_.up_mult);
+  if (swiglu()) {
+    Tensor g = Tensor::empty({m, F}, x.dtype(), x.device());
+    be.grouped_gemm_nt(x, p_.gate->value, seg, g, p_.gate_mult);
+    be.swiglu_forward(g, h, a);
+  } else {
+    be.gelu_forward(h, a);
+  }
+  be.grouped_gemm_nt(a, p_.down->value, seg, y, p_.down_mult);
+}
+
 void Experts::backward(ops::Backend& be, const std::vector<ops::Segment>& segs, const Tensor& dy,
                        Tensor& dx) {
   const int64_t m = dy.dim(0), F = p_.up->shape[1];

@@ -22,6 +22,9 @@ class Experts {
   bool swiglu() const { return p_.gate != nullptr; }
   // x (m, N) -> y (m, N).
   void forward(ops::Backend& be, const Tensor& x, const std::vector<ops::Segment>& segs, Tensor& y);
+  // Local expert `e` applied to every row of x (m, N) -> y (m, N), saving nothing (coordinate
+  // checks observe one expert's output on all tokens).
+  void apply_one(ops::Backend& be, const Tensor& x, int e, Tensor& y);
   // dy (m, N) -> dx (m, N) (written); weight gradients added.
   void backward(ops::Backend& be, const std::vector<ops::Segment>& segs, const Tensor& dy, Tensor& dx);
 

@@ -36,9 +36,10 @@ void MoeLayer::forward(const Tensor& x, Tensor& out, Probe* probe, int layer) {
   const int64_t m = x_recv_.dim(0), N = x.dim(1);
   y_recv_ = reuse(y_recv_, {m, N}, x.dtype(), x.device());
   experts_.forward(be, x_recv_, dispatcher_.segments(), y_recv_);
-  if (probe) {  // one expert's output before aggregation: this rank's first local expert
-    for (const ops::Segment& s : dispatcher_.segments())
-      if (s.group == 0) probe->record("expert_out", layer, y_recv_.rows(s.begin, s.end));
+  if (probe) {  // one expert's output before aggregation: this rank's first local expert, on every token
+    Tensor y0 = Tensor::empty({n, N}, x.dtype(), x.device());
+    experts_.apply_one(be, x, 0, y0);
+    probe->record("expert_out", layer, y0);
   }
   dispatcher_.combine(be, y_recv_, routing_.w, opt_.c_agg, out);
   stats_.recv_rows = m;

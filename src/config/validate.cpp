@@ -69,6 +69,10 @@ void validate(const Config& c, const std::string& origin, int world_size) {
   ck.positive(p.base.top_k, "parameterization.base.top_k");
   ck.positive(p.base.depth, "parameterization.base.depth");
   ck.require(p.base.top_k <= p.base.experts, "parameterization.base.top_k", "exceeds base.experts");
+  if (p.base.heads) {
+    ck.positive(*p.base.heads, "parameterization.base.heads");
+    ck.require(p.base.width % *p.base.heads == 0, "parameterization.base.heads", "does not divide base.width");
+  }
   ck.require(p.init_std > 0, "parameterization.init_std", "must be > 0");
   if (p.depth_alpha) ck.range(*p.depth_alpha, 0, 2, "parameterization.depth_alpha");
   for (const auto& [name, g] : p.groups) {

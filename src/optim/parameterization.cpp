@@ -117,9 +117,10 @@ ModelShape model_shape(const config::Config& c) {
   s.V = c.model.vocab;
   s.T = c.model.seq_len;
   s.H = c.model.heads;
-  // Heads grow with the width at a fixed head size unless the base says otherwise.
-  int64_t d_head = c.model.width / c.model.heads;
-  s.base_heads = c.parameterization.base.heads.value_or(std::max<int64_t>(1, b.width / d_head));
+  // Unless base.heads is given, the head size is taken to be the base's (heads grow with the
+  // width), and the muP logit scale sqrt(d_head0) / d_head reduces to 1 / sqrt(d_head).
+  const double d_head = double(c.model.width) / double(c.model.heads);
+  s.base_d_head = c.parameterization.base.heads ? double(b.width) / double(*c.parameterization.base.heads) : d_head;
   return s;
 }
 
@@ -163,8 +164,7 @@ ParamTable make_param_table(const config::Config& c) {
     L.overridden.push_back("expert_bias");
   }
   const double d_head = double(c.model.width) / c.model.heads;
-  const double d_head0 = double(sh.base.N) / sh.base_heads;
-  L.attn_scale = sp ? 1.0 / std::sqrt(d_head) : std::sqrt(d_head0) / d_head;
+  L.attn_scale = sp ? 1.0 / std::sqrt(d_head) : std::sqrt(sh.base_d_head) / d_head;
 
   // ---- groups ----
   for (int gi = 0; gi < kNumGroups; ++gi) {

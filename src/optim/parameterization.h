@@ -39,8 +39,8 @@ struct Shape5 {
 };
 struct ModelShape {
   Shape5 s;            // N, N_e, M, K, L
-  int64_t V, T, H;     // vocab, sequence length, heads
-  int64_t base_heads;  // heads at the base shape
+  int64_t V, T, H;       // vocab, sequence length, heads
+  double base_d_head;    // head size at the base shape
   Shape5 base;
   double mult(Axis a) const;
 };

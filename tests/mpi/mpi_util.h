@@ -55,6 +55,12 @@ inline LayoutRun train_layout(config::Config cfg, int P, int ep, bool zero1, int
   train::Trainer tr(cfg, ctx, {false, false});
   for (int s = 0; s < steps; ++s) r.losses.push_back(tr.step().loss.total());
   r.params = snapshot(tr.model().params(), ctx, false);
+  auto layers = tr.model().moe_layers();  // expert biases: replicated, compared like parameters
+  for (size_t l = 0; l < layers.size(); ++l) {
+    Tensor b = layers[l]->bias().to(Device::CPU);
+    std::vector<double>& v = r.params["expert_bias." + std::to_string(l)];
+    for (int64_t i = 0; i < b.numel(); ++i) v.push_back(get(b, i));
+  }
   return r;
 }
 

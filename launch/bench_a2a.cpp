@@ -148,7 +148,7 @@ void add_bench_a2a(CLI::App& bench, std::vector<Command>& cmds) {
   sub->add_option("--stepfactor", a->stepfactor, "size multiplier between rows")->check(CLI::Range(1.01, 1e6));
   sub->add_option("--iters", a->iters, "timed iterations")->check(CLI::PositiveNumber);
   sub->add_option("--warmup_iters", a->warmup, "untimed iterations")->check(CLI::NonNegativeNumber);
-  sub->add_option("--tokens", a->tokens, "tokens per rank for the dispatcher table");
+  sub->add_option("--tokens", a->tokens, "tokens per rank for the dispatcher table (comma-separated)")->delimiter(',');
   sub->add_option("--width", a->width, "token width N")->check(CLI::PositiveNumber);
   sub->add_option("--experts", a->experts, "experts M")->check(CLI::PositiveNumber);
   sub->add_option("--top-k", a->top_k, "active experts K")->check(CLI::PositiveNumber);

@@ -181,12 +181,14 @@ struct TrainConfig {
   int64_t log_every = 10;
   std::string nonfinite = "stop";  // skip | stop: what a non-finite loss or gradient does
   std::string dtype = "f32";       // f32 | bf16 (GPU)
+  double peak_tflops = 0;          // per device, for MFU in metrics; 0 = unknown (no MFU)
   template <class V> void visit(V& v) {
     v("steps", steps);
     v("batch", batch);
     v("log_every", log_every);
     v("nonfinite", nonfinite);
     v("dtype", dtype);
+    v("peak_tflops", peak_tflops);
   }
 };
 

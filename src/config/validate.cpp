@@ -106,6 +106,7 @@ void validate(const Config& c, const std::string& origin, int world_size) {
   ck.positive(t.log_every, "train.log_every");
   ck.one_of(t.nonfinite, "train.nonfinite", {"skip", "stop"});
   ck.one_of(t.dtype, "train.dtype", {"f32", "bf16"});
+  ck.require(t.peak_tflops >= 0, "train.peak_tflops", "must be >= 0 (0 = unknown)");
 
   const DataConfig& d = c.data;
   ck.one_of(d.kind, "data.kind", {"synthetic", "llmc", "text"});

@@ -80,11 +80,8 @@ void CpuBackend::attention_backward(const Tensor& qkv, const Tensor& probs, cons
           blas_gemm(false, true, rows, keys, D, T_(1), dOb, N, v, ld, T_(0), ds.data(), T);
           for (int i = 0; i < rows; ++i) {
             const int len = r0 + i + 1;
-            const T_* pr = pb + int64_t(i) * T;
             T_* dr = ds.data() + int64_t(i) * T;
-            T_ dot = 0;
-            for (int j = 0; j < len; ++j) dot += pr[j] * dr[j];
-            for (int j = 0; j < len; ++j) dr[j] = pr[j] * (dr[j] - dot) * T_(scale);
+            softmax_backward_row_any(pb + int64_t(i) * T, dr, len, T_(scale));
             std::fill(dr + len, dr + keys, T_(0));
           }
           blas_gemm(false, false, rows, D, keys, T_(1), ds.data(), T, k, ld, T_(0), dq + int64_t(r0) * ld, ld);

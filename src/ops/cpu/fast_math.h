@@ -59,7 +59,36 @@ inline T softmax_row(T* row, int64_t n) {
   for (int64_t j = 0; j < n; ++j) row[j] *= inv;
   return mx + std::log(sum);
 }
-float softmax_row_f32(float* row, int64_t n);  // cloned per instruction set (fast_math.cpp)
+// In place: d[j] = p[j] * (d[j] - sum_k p[k] d[k]) * scale (the softmax backward of one row).
+template <class T>
+inline void softmax_backward_row(const T* p, T* d, int64_t n, T scale) {
+  T dot = 0;
+  for (int64_t j = 0; j < n; ++j) dot += p[j] * d[j];
+  for (int64_t j = 0; j < n; ++j) d[j] = p[j] * (d[j] - dot) * scale;
+}
+// y[j] += a * x[j]
+template <class T>
+inline void axpy_row(const T* x, T* y, int64_t n, T a) {
+  for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
+}
+template <class T>
+inline T dot_row(const T* x, const T* y, int64_t n) {
+  T s = 0;
+  for (int64_t j = 0; j < n; ++j) s += x[j] * y[j];
+  return s;
+}
+
+// Clones per instruction set (fast_math.cpp) and overloads that pick them for float.
+float softmax_row_f32(float* row, int64_t n);
+void softmax_backward_row_f32(const float* p, float* d, int64_t n, float scale);
+void axpy_row_f32(const float* x, float* y, int64_t n, float a);
+float dot_row_f32(const float* x, const float* y, int64_t n);
+inline void softmax_backward_row_any(const float* p, float* d, int64_t n, float s) { softmax_backward_row_f32(p, d, n, s); }
+inline void softmax_backward_row_any(const double* p, double* d, int64_t n, double s) { softmax_backward_row(p, d, n, s); }
+inline void axpy_row_any(const float* x, float* y, int64_t n, float a) { axpy_row_f32(x, y, n, a); }
+inline void axpy_row_any(const double* x, double* y, int64_t n, double a) { axpy_row(x, y, n, a); }
+inline float dot_row_any(const float* x, const float* y, int64_t n) { return dot_row_f32(x, y, n); }
+inline double dot_row_any(const double* x, const double* y, int64_t n) { return dot_row(x, y, n); }
 inline float softmax_row_any(float* row, int64_t n) { return softmax_row_f32(row, n); }
 inline double softmax_row_any(double* row, int64_t n) { return softmax_row(row, n); }
 

@@ -1,6 +1,7 @@
 // CPU token permutation for the MoE layer: gather rows into dispatch order, the weighted combine
 // back into token order, and their backwards. Deterministic: each output row is one fixed sum.
 #include "src/ops/cpu/cpu_backend.h"
+#include "src/ops/cpu/fast_math.h"
 
 namespace moe::ops::cpu {
 
@@ -37,9 +38,7 @@ void CpuBackend::combine_forward(const Tensor& y, const Tensor& slot, const Tens
         int32_t s = sl[t * K + k];
         if (s < 0) continue;
         MOE_CHECK(s < m, "combine slot ", s, " of ", m);
-        T a = T(c) * pw[t * K + k];
-        const T* yr = py + int64_t(s) * N;
-        for (int64_t j = 0; j < N; ++j) ot[j] += a * yr[j];
+        axpy_row_any(py + int64_t(s) * N, ot, N, T(c) * pw[t * K + k]);
       }
     }
   });
@@ -65,14 +64,9 @@ void CpuBackend::combine_backward(const Tensor& dout, const Tensor& y, const Ten
           pdw[t * K + k] = 0;
           continue;
         }
-        const T* yr = py + int64_t(s) * N;
         T* dyr = pdy + int64_t(s) * N;
-        T a = T(c) * pw[t * K + k], dot = 0;
-        for (int64_t j = 0; j < N; ++j) {
-          dyr[j] = a * dt[j];
-          dot += dt[j] * yr[j];
-        }
-        pdw[t * K + k] = T(c) * dot;
+        axpy_row_any(dt, dyr, N, T(c) * pw[t * K + k]);  // dyr is zero: this writes it
+        pdw[t * K + k] = T(c) * dot_row_any(dt, py + int64_t(s) * N, N);
       }
     }
   });
@@ -90,9 +84,7 @@ void CpuBackend::scatter_add_slots(const Tensor& src, const Tensor& slot, Tensor
       for (int64_t k = 0; k < K; ++k) {
         int32_t r = sl[t * K + k];
         if (r < 0) continue;
-        const T* sr = s + int64_t(r) * N;
-        T* dt = d + t * N;
-        for (int64_t j = 0; j < N; ++j) dt[j] += sr[j];
+        axpy_row_any(s + int64_t(r) * N, d + t * N, N, T(1));
       }
     }
   });

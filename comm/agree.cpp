@@ -3,6 +3,8 @@
 
 #include <climits>
 #include <cstdio>
+#include <cstring>
+#include <vector>
 
 #include "src/core/error.h"
 
@@ -33,6 +35,33 @@ void run_agreed(Communicator& world, const std::function<void()>& fn) {
   if (v[0] == 0) return;
   if (code && -v[1] == world.rank()) print_error(msg);
   throw AgreedFailure(int(v[0]));
+}
+
+void run_agreed_rethrow(Communicator& world, const std::function<void()>& fn) {
+  int64_t code = 0;
+  std::string msg;
+  try {
+    fn();
+  } catch (const Error& e) {
+    code = e.exit_code();
+    msg = e.what();
+  } catch (const std::exception& e) {
+    code = kExitInternal;
+    msg = e.what();
+  }
+  int64_t v[2] = {code ? 1 : 0, code ? -int64_t(world.rank()) : int64_t(INT_MIN)};
+  world.all_reduce(v, 2, DType::I64, ReduceOp::Max);
+  if (v[0] == 0) return;
+  const int root = int(-v[1]);
+  // The failing rank's code and message travel as 64-bit words (the interface has no byte type).
+  int64_t head[2] = {code, int64_t(msg.size())};
+  world.broadcast(head, 2, DType::I64, root);
+  std::vector<int64_t> words((head[1] + 7) / 8 + 1, 0);
+  if (world.rank() == root) std::memcpy(words.data(), msg.data(), msg.size());
+  world.broadcast(words.data(), int64_t(words.size()), DType::I64, root);
+  std::string shared(reinterpret_cast<const char*>(words.data()), size_t(head[1]));
+  if (head[0] == kExitBadInput) throw InputError(shared, true);
+  throw Error(shared, int(head[0]));
 }
 
 }  // namespace moe::comm

@@ -26,4 +26,10 @@ void print_error(const std::string& msg);
 // Runs fn; if fn throws moe::Error on any rank, throws AgreedFailure on every rank.
 void run_agreed(Communicator& world, const std::function<void()>& fn);
 
+// Runs fn; if it throws on any rank, every rank throws the lowest failing rank's error (same
+// message, same exit code: InputError for bad input, else Error) instead of printing it. For
+// collective library calls (checkpoint save and load) whose callers, and tests, need the message
+// on every rank; wrapped in run_agreed, it still prints once.
+void run_agreed_rethrow(Communicator& world, const std::function<void()>& fn);
+
 }  // namespace moe::comm

@@ -1,14 +1,102 @@
-// moe eval: not yet implemented (see the issues).
+// moe eval: the mean cross-entropy of a checkpoint's weights over N global batches of a data
+// source ("val" split of the synthetic language by default). The config comes from the
+// checkpoint's manifest; --set overrides it (data.kind, data.path, train.batch, ...). Runs at any
+// world size: the EP size is the manifest's when it divides the world, else gcd(world, M).
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+
+#include "comm/agree.h"
+#include "comm/parallel_context.h"
 #include "launch/commands.h"
+#include "src/ckpt/checkpoint.h"
+#include "src/metrics/json.h"
+#include "src/train/trainer.h"
 
 namespace moe::launch {
+namespace {
+
+struct EvalArgs {
+  std::string checkpoint, out;
+  std::vector<std::string> sets;
+  int64_t batches = 10;
+};
+
+bool sets_key(const std::vector<std::string>& sets, const std::string& key) {
+  for (const std::string& s : sets)
+    if (s.rfind(key + "=", 0) == 0) return true;
+  return false;
+}
+
+int run_eval(const EvalArgs& a) {
+  comm::Communicator& w = world();
+  std::string dir;
+  config::Config cfg;
+  comm::run_agreed(w, [&] {
+    if (a.batches < 1) throw InputError("--batches must be >= 1", true);
+    ckpt::Manifest m = ckpt::peek_manifest(a.checkpoint, dir);
+    std::vector<std::string> sets = a.sets;
+    if (!sets_key(sets, "parallel.ep")) {
+      int64_t ep = m.layout.ep;
+      if (w.size() % ep != 0) ep = std::gcd(int64_t(w.size()), m.experts);
+      sets.insert(sets.begin(), "parallel.ep=" + std::to_string(ep));
+    }
+    cfg = config::parse_config(m.config, dir + "/manifest.toml", sets, w.size());
+  });
+  std::unique_ptr<ops::Backend> backend;
+  comm::run_agreed(w, [&] { backend = make_backend(cfg); });
+  auto ctx = comm::make_parallel_context(w.split(0, w.rank()), int(cfg.parallel.ep), backend.get());
+  std::unique_ptr<train::Trainer> trainer;
+  std::unique_ptr<data::TokenSource> src;
+  comm::run_agreed(w, [&] {
+    trainer =
+        std::make_unique<train::Trainer>(cfg, ctx, train::TrainerOptions{false, false, false});
+    src = data::make_source(cfg.data, cfg.model.vocab, cfg.model.seq_len, "val");
+  });
+  int64_t step = 0;
+  comm::run_agreed(w,
+                   [&] { step = trainer->load_checkpoint(dir, /*optimizer_state=*/false).step; });
+  const double loss = trainer->evaluate(*src, a.batches);
+  const int64_t tokens = a.batches * cfg.train.batch * cfg.model.seq_len;
+  if (w.rank() == 0) {
+    std::printf("moe eval: %s (step %lld) | data: %s | %lld batches, %lld tokens | loss %.6f\n",
+                dir.c_str(), (long long)step, src->describe().c_str(), (long long)a.batches,
+                (long long)tokens, loss);
+    std::fflush(stdout);
+  }
+  comm::run_agreed(w, [&] {
+    if (a.out.empty() || w.rank() != 0) return;
+    metrics::Json j;
+    j.begin_object().kv("checkpoint", dir).kv("step", step);
+    j.key("data")
+        .begin_object()
+        .kv("kind", cfg.data.kind)
+        .kv("path", cfg.data.path)
+        .kv("split", "val");
+    j.kv("describe", src->describe()).end_object();
+    j.kv("batches", a.batches).kv("tokens", tokens).kv("loss", loss).kv("world", int64_t(w.size()));
+    j.end_object();
+    std::ofstream f(a.out);
+    f << j.str() << "\n";
+    if (!f) throw Error("cannot write " + a.out);
+  });
+  return 0;
+}
+
+}  // namespace
 
 void add_eval(CLI::App& app, std::vector<Command>& cmds) {
-  CLI::App* sub = app.add_subcommand("eval", "(not yet available)");
-  cmds.push_back({sub, [] {
-                    if (world().rank() == 0) std::fprintf(stderr, "moe eval: not yet available\n");
-                    return 1;
-                  }});
+  auto args = std::make_shared<EvalArgs>();
+  CLI::App* sub = app.add_subcommand("eval", "mean cross-entropy of a checkpoint on held-out data");
+  sub->add_option("--checkpoint", args->checkpoint,
+                  "checkpoint directory, or a run directory (its latest)")
+      ->required();
+  sub->add_option("--set", args->sets,
+                  "override a key of the checkpoint's config: --set data.path=val.bin");
+  sub->add_option("--batches", args->batches,
+                  "global batches of train.batch sequences (default 10)");
+  sub->add_option("--out", args->out, "write the result as JSON");
+  cmds.push_back({sub, [args] { return run_eval(*args); }});
 }
 
 }  // namespace moe::launch

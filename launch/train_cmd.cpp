@@ -1,4 +1,5 @@
 // moe train: the main job.
+#include <chrono>
 #include <cstdio>
 
 #include "comm/agree.h"
@@ -24,6 +25,13 @@ int run_train(const TrainArgs& a) {
   auto ctx = comm::make_parallel_context(w.split(0, w.rank()), int(cfg.parallel.ep), backend.get());
   std::unique_ptr<train::Trainer> trainer;
   comm::run_agreed(w, [&] { trainer = std::make_unique<train::Trainer>(cfg, ctx); });
+  std::string resumed;
+  double load_s = 0;
+  if (!a.resume.empty()) {  // any rank's error (bad or mismatched checkpoint) stops all with one line
+    const auto t0 = std::chrono::steady_clock::now();
+    comm::run_agreed(w, [&] { resumed = trainer->load_checkpoint(a.resume).dir; });
+    load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
   if (w.rank() == 0) {
     const auto& src = trainer->source();
     std::printf("moe train: %d rank(s), ep=%lld, dp=%d, device %s, preset %s\n", w.size(),
@@ -41,6 +49,9 @@ int run_train(const TrainArgs& a) {
                   syn ? syn->entropy_stderr() : 0.0);
     }
     std::printf("run dir: %s\n", cfg.run.dir.c_str());
+    if (!resumed.empty())
+      std::printf("resumed from %s at step %lld (%.2f s)\n", resumed.c_str(), (long long)trainer->steps_done(),
+                  load_s);
     std::fflush(stdout);
   }
   trainer->train();

@@ -176,7 +176,7 @@ struct OptimConfig {
 };
 
 struct TrainConfig {
-  int64_t steps = 200;
+  int64_t steps = 400;
   int64_t batch = 8;  // global batch in sequences
   int64_t log_every = 10;
   std::string nonfinite = "stop";  // skip | stop: what a non-finite loss or gradient does

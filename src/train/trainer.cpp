@@ -147,10 +147,45 @@ void Trainer::log(const StepRecord& r) {
 void Trainer::train() {
   started_ = now();
   first_logged_step_ = step_;
+  const int64_t every = cfg_.checkpoint.every;
   while (step_ < cfg_.train.steps) {
     StepRecord r = step();
     if (r.step % cfg_.train.log_every == 0 || r.step == cfg_.train.steps || r.step == 1) log(r);
+    if (opt_.checkpoints && every > 0 && r.step % every == 0) save_checkpoint();
   }
+  if (opt_.checkpoints && step_ != saved_step_) save_checkpoint();
+}
+
+ckpt::TrainState Trainer::checkpoint_state() {
+  ckpt::TrainState s;
+  s.config = &cfg_;
+  s.table = &table_;
+  s.params = &model_->params();
+  s.optimizer = optim_.get();
+  for (models::MoeLayer* m : model_->moe_layers()) s.expert_bias.push_back(m->bias());
+  s.step = step_;
+  s.optimizer_steps = optim_->steps_taken();
+  return s;
+}
+
+std::string Trainer::save_checkpoint() {
+  const double t0 = now();
+  std::string dir = ckpt::save(checkpoint_state(), ctx_, cfg_.run.dir, cfg_.checkpoint.keep);
+  saved_step_ = step_;
+  if (opt_.progress && ctx_.world->rank() == 0) {
+    std::printf("checkpoint: %s (%.2f s)\n", dir.c_str(), now() - t0);
+    std::fflush(stdout);
+  }
+  return dir;
+}
+
+ckpt::LoadInfo Trainer::load_checkpoint(const std::string& path, bool optimizer_state) {
+  ckpt::TrainState s = checkpoint_state();
+  if (!optimizer_state) s.optimizer = nullptr;
+  ckpt::LoadInfo info = ckpt::load(path, s, ctx_);
+  step_ = info.step;
+  saved_step_ = info.step;
+  return info;
 }
 
 double Trainer::evaluate(const data::TokenSource& src, int64_t batches) {

@@ -9,6 +9,7 @@
 
 #include "comm/parallel_context.h"
 #include "models/transformer.h"
+#include "src/ckpt/checkpoint.h"
 #include "src/config/config.h"
 #include "src/data/source.h"
 #include "src/optim/optimizer.h"
@@ -34,6 +35,7 @@ struct StepRecord {
 struct TrainerOptions {
   bool write_run_dir = true;  // resolved config, metrics.jsonl
   bool progress = true;       // print the progress line on rank 0
+  bool checkpoints = true;    // train() saves every checkpoint.every steps and at the end
 };
 
 class Trainer {
@@ -46,6 +48,15 @@ class Trainer {
   StepRecord step();
   // Mean cross-entropy over `batches` global batches of a source (no update).
   double evaluate(const data::TokenSource& src, int64_t batches);
+
+  // Checkpoints (src/ckpt). The state this rank saves: views of the model, optimizer, biases.
+  ckpt::TrainState checkpoint_state();
+  // Saves into <run.dir>/checkpoints, keeping checkpoint.keep; collective. Returns the directory.
+  std::string save_checkpoint();
+  // Restores a checkpoint (or a run directory's latest), its step count included, so that the
+  // LR schedule, Adam bias correction and data order continue exactly; weights and expert
+  // biases only when !optimizer_state. Collective; errors are the same InputError on every rank.
+  ckpt::LoadInfo load_checkpoint(const std::string& path, bool optimizer_state = true);
 
   models::Transformer& model() { return *model_; }
   optim::Optimizer& optimizer() { return *optim_; }
@@ -71,6 +82,7 @@ class Trainer {
   int64_t step_ = 0;  // optimizer steps done
   double started_ = 0;
   int64_t first_logged_step_ = 0;
+  int64_t saved_step_ = -1;  // step of the checkpoint last saved or loaded (no second save of it)
 };
 
 }  // namespace moe::train

@@ -2,6 +2,8 @@
 // round trip, resolving `latest`, and crash safety for real: a forked child saving checkpoints
 // of a ~100 MB state in a loop is SIGKILLed in the middle of a save, and the parent then resumes
 // from `latest`.
+#include "src/ckpt/checkpoint.h"
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,7 +13,6 @@
 #include <filesystem>
 #include <thread>
 
-#include "src/ckpt/checkpoint.h"
 #include "src/ckpt/checksum.h"
 #include "src/ckpt/directory.h"
 #include "src/train/trainer.h"
@@ -29,16 +30,27 @@ class LocalCommunicator final : public comm::Communicator {
   int size() const override { return 1; }
   const char* backend() const override { return "local"; }
   void all_reduce(void*, int64_t, DType, comm::ReduceOp, Device) override {}
-  void all_to_all(const void* s, void* r, int64_t n, DType t, Device d) override { copy(s, r, n, t, d); }
-  void all_to_all_v(const void* s, const std::vector<int64_t>& sc, const std::vector<int64_t>& sd, void* r,
-                    const std::vector<int64_t>&, const std::vector<int64_t>& rd, DType t, Device d) override {
-    copy(static_cast<const char*>(s) + sd[0] * dtype_size(t), static_cast<char*>(r) + rd[0] * dtype_size(t), sc[0], t, d);
+  void all_to_all(const void* s, void* r, int64_t n, DType t, Device d) override {
+    copy(s, r, n, t, d);
   }
-  void reduce_scatter(const void* s, void* r, int64_t n, DType t, comm::ReduceOp, Device d) override { copy(s, r, n, t, d); }
-  void all_gather(const void* s, void* r, int64_t n, DType t, Device d) override { copy(s, r, n, t, d); }
+  void all_to_all_v(const void* s, const std::vector<int64_t>& sc, const std::vector<int64_t>& sd,
+                    void* r, const std::vector<int64_t>&, const std::vector<int64_t>& rd, DType t,
+                    Device d) override {
+    copy(static_cast<const char*>(s) + sd[0] * dtype_size(t),
+         static_cast<char*>(r) + rd[0] * dtype_size(t), sc[0], t, d);
+  }
+  void reduce_scatter(const void* s, void* r, int64_t n, DType t, comm::ReduceOp,
+                      Device d) override {
+    copy(s, r, n, t, d);
+  }
+  void all_gather(const void* s, void* r, int64_t n, DType t, Device d) override {
+    copy(s, r, n, t, d);
+  }
   void broadcast(void*, int64_t, DType, int, Device) override {}
   void barrier() override {}
-  std::unique_ptr<Communicator> split(int, int) override { return std::make_unique<LocalCommunicator>(); }
+  std::unique_ptr<Communicator> split(int, int) override {
+    return std::make_unique<LocalCommunicator>();
+  }
 
  private:
   static void copy(const void* s, void* r, int64_t n, DType t, Device d) {
@@ -61,7 +73,8 @@ TEST(CheckpointChecksum, Xxh64ReferenceValues) {
   // Streaming in uneven pieces gives the one-shot digest.
   for (size_t piece : {1, 5, 31, 32, 33, 100}) {
     ckpt::Xxh64 h;
-    for (size_t at = 0; at < bytes.size(); at += piece) h.update(bytes.data() + at, std::min(piece, bytes.size() - at));
+    for (size_t at = 0; at < bytes.size(); at += piece)
+      h.update(bytes.data() + at, std::min(piece, bytes.size() - at));
     EXPECT_EQ(ckpt::hex64(h.digest()), "8e03c838c596036f") << "pieces of " << piece;
   }
   uint64_t v = 0;
@@ -80,9 +93,13 @@ TEST(CheckpointManifest, RoundTrip) {
   m.layout = {4, 2, 2, true, "adamw"};
   m.experts = 4;
   m.dense_count = 30;
-  m.params = {{"embed", "embed", {5, 6}, false, 0}, {"blocks.0.moe.expert_up", "expert_up", {4, 3, 6}, true, 0}};
+  m.params = {{"embed", "embed", {5, 6}, false, 0},
+              {"blocks.0.moe.expert_up", "expert_up", {4, 3, 6}, true, 0}};
   m.bias_names = {"blocks.0.moe.expert_bias"};
-  m.shards = {{"shard_00000.bin", 0, 1234, 0xfedcba9876543210ull,
+  m.shards = {{"shard_00000.bin",
+               0,
+               1234,
+               0xfedcba9876543210ull,
                {{"value", "embed", -1, 0, 30}, {"adam_m", "blocks.0.moe.expert_up", 3, 0, 18}}}};
   std::string path = ::testing::TempDir() + "moe_manifest_roundtrip.toml";
   std::ofstream(path) << ckpt::manifest_to_toml(m);
@@ -113,6 +130,7 @@ TEST(CheckpointManifest, RoundTrip) {
     EXPECT_TRUE(Contains(e.what(), path));
     EXPECT_TRUE(Contains(e.what(), "nope"));
   }
+  fs::remove(path);
 }
 
 TEST(CheckpointDirectory, ResolveAndList) {
@@ -175,7 +193,8 @@ void mark(train::Trainer& t, int64_t step) {
 
 [[noreturn]] void child_saves_forever(const config::Config& c) {
   try {
-    comm::ParallelContext ctx = comm::make_parallel_context(std::make_unique<LocalCommunicator>(), 1, &cpu());
+    comm::ParallelContext ctx =
+        comm::make_parallel_context(std::make_unique<LocalCommunicator>(), 1, &cpu());
     train::Trainer t(c, ctx, {false, false, false});
     for (int64_t s = 1; s < 100000; ++s) {
       mark(t, s);
@@ -187,13 +206,22 @@ void mark(train::Trainer& t, int64_t step) {
   _exit(0);
 }
 
-bool has_tmp_dir(const std::string& root) {
+// The name of an interrupted (or in-progress) save's directory, or "".
+std::string tmp_dir(const std::string& root) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(root, ec)) {
     std::string n = e.path().filename().string();
-    if (n.rfind("step_", 0) == 0 && n.size() > 4 && n.compare(n.size() - 4, 4, ".tmp") == 0) return true;
+    if (n.rfind("step_", 0) == 0 && n.size() > 4 && n.compare(n.size() - 4, 4, ".tmp") == 0)
+      return n;
   }
-  return false;
+  return "";
+}
+bool has_tmp_dir(const std::string& root) { return !tmp_dir(root).empty(); }
+// True while a save is writing its shard: the .tmp directory holds part of shard_00000.bin.
+bool shard_being_written(const std::string& root) {
+  std::string t = tmp_dir(root);
+  std::error_code ec;
+  return !t.empty() && fs::file_size(root + "/" + t + "/shard_00000.bin", ec) > 0 && !ec;
 }
 
 TEST(CheckpointCrash, SigkillDuringSaveLeavesLatestLoadable) {
@@ -203,23 +231,40 @@ TEST(CheckpointCrash, SigkillDuringSaveLeavesLatestLoadable) {
   config::Config c = big_config(run);
   c.checkpoint.keep = 2;
   bool killed_mid_save = false;
-  for (int attempt = 0; attempt < 5 && !killed_mid_save; ++attempt) {
+  int attempt = 0;
+  for (; attempt < 5 && !killed_mid_save; ++attempt) {
     std::fflush(nullptr);
     pid_t pid = ::fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) child_saves_forever(c);
-    // Wait for one complete checkpoint and a later save under way, then kill.
+    // Wait for one complete checkpoint and a later save writing its shard, then kill.
+    int status = 0;
+    bool exited = false;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (std::chrono::steady_clock::now() < deadline &&
-           !(fs::is_symlink(root + "/latest") && has_tmp_dir(root)))
+           !(fs::is_symlink(root + "/latest") && shard_being_written(root))) {
+      if (::waitpid(pid, &status, WNOHANG) == pid) {  // the child died on its own
+        exited = true;
+        break;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFSIGNALED(status)) << "the child ended by itself, status " << status;
-    killed_mid_save = has_tmp_dir(root);  // the interrupted save's directory is still there
+    }
+    if (!exited) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+    }
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+        << "the child ended by itself, status " << status;
+    // The interrupted save's directory is still there, with a shard and no manifest.
+    killed_mid_save =
+        shard_being_written(root) && !fs::exists(root + "/" + tmp_dir(root) + "/manifest.toml");
   }
   ASSERT_TRUE(killed_mid_save) << "no kill landed inside a save in 5 attempts";
+  std::printf(
+      "[crash] SIGKILL left %s behind with %lld bytes of its shard (attempt %d); latest -> %s\n",
+      tmp_dir(root).c_str(),
+      (long long)fs::file_size(root + "/" + tmp_dir(root) + "/shard_00000.bin"), attempt,
+      fs::read_symlink(root + "/latest").c_str());
 
   // The interrupted save is not a checkpoint; latest names a complete one, and it loads.
   auto all = ckpt::list_checkpoints(root);
@@ -228,8 +273,7 @@ TEST(CheckpointCrash, SigkillDuringSaveLeavesLatestLoadable) {
   comm::ParallelContext ctx = comm::make_parallel_context(world().split(0, 0), 1, &cpu());
   train::Trainer t(c, ctx, {false, false, false});
   ckpt::LoadInfo info = t.load_checkpoint(run);
-  EXPECT_EQ(info.dir, fs::read_symlink(root + "/latest").string() == fs::path(info.dir).filename().string()
-                          ? info.dir : root + "/" + fs::read_symlink(root + "/latest").string());
+  EXPECT_EQ(info.dir, root + "/" + fs::read_symlink(root + "/latest").string());
   EXPECT_GE(info.step, 1);
   EXPECT_EQ(t.steps_done(), info.step);
   for (models::MoeLayer* m : t.model().moe_layers()) {

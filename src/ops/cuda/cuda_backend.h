@@ -1,0 +1,167 @@
+// The CUDA backend: every op of ops::Backend on one GPU, for f32 and bf16 tensors (bf16 storage,
+// fp32 accumulation; the router and the optimizer's master weights in f32 only). All work goes
+// to one stream owned by the backend; cuBLAS (fp32 compute, no TF32) runs the GEMMs.
+//
+// Device memory: the backend registers tensor.h's hooks with the stream-ordered allocator
+// (cudaMallocAsync / cudaFreeAsync on the backend's stream), so temporaries freed while a kernel
+// that uses them is still queued stay valid until it has run. Copies touching host memory
+// synchronize the stream. One live CUDA backend per process (one rank per GPU) is supported:
+// the hooks have no context argument, so they use the stream of the most recently created one.
+//
+// Index errors that the CPU ops throw on (token id outside the vocabulary, slot outside y, ...)
+// cannot throw inside a kernel: the kernel skips the bad row and records the first error in a
+// device status word, which is raised as moe::Error at the next synchronizing op
+// (cross_entropy, sum_squares, all_finite, synchronize).
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "src/core/rng.h"
+#include "src/ops/backend.h"
+
+namespace moe::ops::gpu {
+
+// Results and error flags that kernels leave in device memory for the host to read.
+struct DeviceStatus {
+  double result;        // a reduction's value (sum_squares, cross_entropy)
+  int32_t error;        // first ErrorCode raised by a kernel since the last check, or 0
+  int32_t error_value;  // the offending index
+  int32_t flag;         // all_finite: set to 1 by any non-finite element
+  int32_t pad;
+};
+
+enum ErrorCode : int32_t {
+  kErrTokenId = 1,  // embedding id outside [0, V)
+  kErrRow = 2,      // gather_rows row outside [0, n)
+  kErrSlot = 3,     // combine / scatter slot outside [0, m)
+  kErrTarget = 4,   // cross-entropy target outside [0, V)
+};
+
+// How the grouped expert GEMMs are issued (Auto picks; tests force each path).
+enum class GroupedGemmMode { Auto, Loop, Grouped };
+
+// One row-major GEMM of a grouped op: C (m x n) = alpha op(A) op(B) + beta C.
+struct GemmProblem {
+  bool ta, tb;
+  int64_t m, n, k;
+  const void* a;
+  int64_t lda;
+  const void* b;
+  int64_t ldb;
+  void* c;
+  int64_t ldc;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  Device device() const override { return Device::CUDA; }
+  const char* name() const override { return "cuda"; }
+  // Waits for the stream and raises any error a kernel recorded.
+  void synchronize() override;
+
+  void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, double alpha,
+            double beta) override;
+  void grouped_gemm_nt(const Tensor& x, const Tensor& w, const std::vector<Segment>& segs,
+                       Tensor& y, double alpha) override;
+  void grouped_gemm_nn(const Tensor& dy, const Tensor& w, const std::vector<Segment>& segs,
+                       Tensor& dx, double alpha, double beta) override;
+  void grouped_gemm_tn(const Tensor& dy, const Tensor& x, const std::vector<Segment>& segs,
+                       Tensor& dw, double alpha) override;
+
+  void fill(Tensor& t, double value) override;
+  void axpy(const Tensor& x, Tensor& y, double alpha) override;
+  void scale(Tensor& t, double alpha) override;
+  double sum_squares(const Tensor& t) override;
+  bool all_finite(const Tensor& t) override;
+
+  void embedding_forward(const Tensor& ids, const Tensor& table, Tensor& out, double alpha,
+                         bool accumulate) override;
+  void embedding_backward(const Tensor& ids, const Tensor& dout, Tensor& dtable,
+                          double alpha) override;
+
+  void rmsnorm_forward(const Tensor& x, const Tensor& gain, Tensor& y, Tensor& rstd,
+                       double eps) override;
+  void rmsnorm_backward(const Tensor& x, const Tensor& gain, const Tensor& rstd, const Tensor& dy,
+                        Tensor& dx, Tensor& dgain) override;
+
+  void attention_forward(const Tensor& qkv, Tensor& out, Tensor& probs, int B, int T, int H,
+                         double scale) override;
+  void attention_backward(const Tensor& qkv, const Tensor& probs, const Tensor& dout, Tensor& dqkv,
+                          int B, int T, int H, double scale) override;
+
+  void gelu_forward(const Tensor& h, Tensor& a) override;
+  void gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh) override;
+  void swiglu_forward(const Tensor& g, const Tensor& u, Tensor& a) override;
+  void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& da, Tensor& dg,
+                       Tensor& du) override;
+
+  void router_forward(const Tensor& logits, const Tensor& bias, const RouterOptions& opt,
+                      Tensor& gates, Tensor& idx, Tensor& w, Tensor& stats) override;
+  void router_backward(const Tensor& logits, const Tensor& gates, const Tensor& idx,
+                       const Tensor& w, const Tensor& dw, const Tensor& aux_coef, double z_coef,
+                       const RouterOptions& opt, Tensor& dlogits) override;
+
+  void gather_rows(const Tensor& src, const Tensor& rows, Tensor& dst) override;
+  void combine_forward(const Tensor& y, const Tensor& slot, const Tensor& w, double c,
+                       Tensor& out) override;
+  void combine_backward(const Tensor& dout, const Tensor& y, const Tensor& slot, const Tensor& w,
+                        double c, Tensor& dy, Tensor& dw) override;
+  void scatter_add_slots(const Tensor& src, const Tensor& slot, Tensor& dx) override;
+
+  double cross_entropy(const Tensor& logits, const Tensor& targets, Tensor& dlogits,
+                       double grad_scale) override;
+
+  void adamw_step(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, double lr, double beta1,
+                  double beta2, double eps, double wd, int64_t step) override;
+  void sgd_step(Tensor& p, const Tensor& g, Tensor& buf, double lr, double momentum,
+                double wd) override;
+
+  // ---- CUDA-specific ----
+  // Philox init on the device, bit-identical to rng::normal on the host: element e of `out`
+  // (f32 or bf16) = std * normal(key, e % per, stream0 + (e / per) * stream_step).
+  void philox_normal(Tensor& out, rng::Key key, int64_t per, uint32_t stream0, uint32_t stream_step,
+                     double std);
+  // The raw Philox blocks philox((i, i >> 32, stream, 0x6E6F726D), key) for i < out.dim(0),
+  // out (n, 4) i32 (for the bitwise CPU/GPU test).
+  void philox_blocks(Tensor& out, rng::Key key, uint32_t stream);
+
+  int device_index() const { return device_; }
+  cudaStream_t stream() const { return stream_; }
+  cublasHandle_t cublas() const { return cublas_; }
+  void set_grouped_gemm_mode(GroupedGemmMode m) { grouped_mode_ = m; }
+  GroupedGemmMode grouped_gemm_mode() const { return grouped_mode_; }
+
+  // Used by the op files: the device status word, and a synchronizing read of it that throws
+  // if a kernel recorded an error (`op` names the op in the message).
+  DeviceStatus* status() const { return status_; }
+  DeviceStatus fetch_status(const char* op);
+  // Host-to-device copy through pinned staging memory: returns once the copy is queued on the
+  // stream (the host source may be reused at once).
+  void upload(void* dst, const void* src, size_t bytes);
+
+ private:
+  int device_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  DeviceStatus* status_ = nullptr;       // device
+  DeviceStatus* host_status_ = nullptr;  // pinned host mirror
+  void* staging_ = nullptr;              // pinned, for upload()
+  size_t staging_bytes_ = 0;
+  cudaEvent_t staging_free_ = nullptr;  // recorded after the last copy out of staging_
+  GroupedGemmMode grouped_mode_ = GroupedGemmMode::Auto;
+  bool grouped_supported_ = true;  // false once cuBLAS reported the grouped call unsupported
+
+  // Runs GEMM problems with one dtype, alpha and beta: in one grouped call when they are
+  // `independent` (no two write the same C) and the mode allows, else one by one in order.
+  void run_gemm_problems(const std::vector<GemmProblem>& probs, DType dt, float alpha, float beta,
+                         bool independent);
+};
+
+}  // namespace moe::ops::gpu

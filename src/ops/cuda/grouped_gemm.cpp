@@ -1,0 +1,206 @@
+// The grouped expert GEMMs over row segments (segment s uses weight matrix W[group]).
+//
+// Why cublasGemmGroupedBatchedEx: each segment is a GEMM of a different row count, and the
+// grouped API runs all of them from one call (one launch for the whole list), where a loop of
+// cublasGemmEx pays a launch and a small, under-filled GEMM per expert; on uneven expert loads
+// the grouped call measured 1.2-4.7x the loop on an H100 (docs/gpu-machine.md), except for
+// few, large experts. With one or two problems the loop is used: nothing to batch, and it saves
+// the upload of the pointer arrays. Segments whose outputs overlap (the same rows of y or dx,
+// which the dispatcher never produces) also take the loop, which runs them in order like the
+// CPU. grouped_gemm_tn accumulates into dW[g], and several segments may share a group (one
+// per source rank): the grouped path then runs in waves, wave w holding the w-th segment of each
+// group, so no two problems of one call write the same dW[g] and each dW[g] still adds its
+// segments in order.
+#include <algorithm>
+#include <numeric>
+
+#include "src/ops/cuda/cuda_backend.h"
+#include "src/ops/cuda/cuda_util.h"
+#include "src/ops/cuda/gemm_rm.h"
+
+namespace moe::ops::gpu {
+namespace {
+
+constexpr size_t kLoopMaxProblems = 2;  // Auto: at most this many problems go through the loop
+
+void check_segments(const std::vector<Segment>& segs, int64_t rows, int64_t groups) {
+  for (const Segment& s : segs)
+    MOE_CHECK(0 <= s.begin && s.begin <= s.end && s.end <= rows && 0 <= s.group && s.group < groups,
+              "segment [", s.begin, ", ", s.end, ") group ", s.group, " outside ", rows, " rows, ",
+              groups, " groups");
+}
+
+// True when two non-empty segments share a row (their outputs would overlap).
+bool rows_overlap(const std::vector<Segment>& segs) {
+  std::vector<std::pair<int64_t, int64_t>> r;
+  for (const Segment& s : segs)
+    if (s.end > s.begin) r.push_back({s.begin, s.end});
+  std::sort(r.begin(), r.end());
+  for (size_t i = 1; i < r.size(); ++i)
+    if (r[i].first < r[i - 1].second) return true;
+  return false;
+}
+
+void check_grouped_args(const Tensor& a, const Tensor& w, const Tensor& out, const char* op) {
+  check_dev(a, op);
+  check_dev(w, op);
+  check_dev(out, op);
+  check_float(a, op);
+  MOE_CHECK(a.dtype() == w.dtype() && w.dtype() == out.dtype(), op, ": dtypes differ (",
+            dtype_name(a.dtype()), ", ", dtype_name(w.dtype()), ", ", dtype_name(out.dtype()), ")");
+}
+
+}  // namespace
+
+void CudaBackend::run_gemm_problems(const std::vector<GemmProblem>& probs, DType dt, float alpha,
+                                    float beta, bool independent) {
+  if (probs.empty()) return;
+  const cudaDataType_t t = cuda_type(dt);
+  const bool grouped = independent && (grouped_mode_ == GroupedGemmMode::Grouped ||
+                                       (grouped_mode_ == GroupedGemmMode::Auto &&
+                                        grouped_supported_ && probs.size() > kLoopMaxProblems));
+  if (grouped) {
+    // Column-major form of each row-major problem (see gemm_rm.h): operands swapped.
+    const size_t P = probs.size();
+    std::vector<cublasOperation_t> op_a(P), op_b(P);
+    std::vector<int> m(P), n(P), k(P), lda(P), ldb(P), ldc(P), group_size(P, 1);
+    std::vector<float> alphas(P, alpha), betas(P, beta);
+    std::vector<const void*> ptrs(3 * P);
+    for (size_t i = 0; i < P; ++i) {
+      const GemmProblem& q = probs[i];
+      op_a[i] = q.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+      op_b[i] = q.ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+      m[i] = as_int(q.n, "grouped gemm n");
+      n[i] = as_int(q.m, "grouped gemm m");
+      k[i] = as_int(q.k, "grouped gemm k");
+      lda[i] = as_int(q.ldb, "grouped gemm ldb");
+      ldb[i] = as_int(q.lda, "grouped gemm lda");
+      ldc[i] = as_int(q.ldc, "grouped gemm ldc");
+      ptrs[i] = q.b;
+      ptrs[P + i] = q.a;
+      ptrs[2 * P + i] = q.c;
+    }
+    // The pointer arrays live in device memory; the rest of the description is read on the host.
+    Tensor dev_ptrs = scratch(int64_t(3 * P), DType::I64);
+    upload(dev_ptrs.raw(), ptrs.data(), 3 * P * sizeof(void*));
+    const void* const* d = static_cast<const void* const*>(dev_ptrs.raw());
+    cublasStatus_t st = cublasGemmGroupedBatchedEx(
+        cublas_, op_a.data(), op_b.data(), m.data(), n.data(), k.data(), alphas.data(), d, t,
+        lda.data(), d + P, t, ldb.data(), betas.data(), const_cast<void* const*>(d + 2 * P), t,
+        ldc.data(), int(P), group_size.data(), CUBLAS_COMPUTE_32F);
+    if (st == CUBLAS_STATUS_SUCCESS) return;
+    if (st != CUBLAS_STATUS_NOT_SUPPORTED || grouped_mode_ == GroupedGemmMode::Grouped)
+      throw_cublas(st, "cublasGemmGroupedBatchedEx", __FILE__, __LINE__);
+    grouped_supported_ = false;  // Auto: fall back to the loop from now on
+  }
+  for (const GemmProblem& q : probs)
+    gemm_rm(cublas_, q.ta, q.tb, q.m, q.n, q.k, alpha, Mat{q.a, t, q.lda}, Mat{q.b, t, q.ldb}, beta,
+            Mat{q.c, t, q.ldc});
+}
+
+void CudaBackend::grouped_gemm_nt(const Tensor& x, const Tensor& w,
+                                  const std::vector<Segment>& segs, Tensor& y, double alpha) {
+  MOE_CHECK(x.ndim() == 2 && w.ndim() == 3 && y.ndim() == 2, "grouped_gemm_nt ranks");
+  check_grouped_args(x, w, y, "grouped_gemm_nt");
+  const int64_t out = w.dim(1), in = w.dim(2);
+  MOE_CHECK(x.dim(1) == in && y.dim(1) == out && x.dim(0) == y.dim(0), "grouped_gemm_nt shapes ",
+            shape_str(x.shape()), " ", shape_str(w.shape()), " ", shape_str(y.shape()));
+  check_segments(segs, x.dim(0), w.dim(0));
+  const size_t es = dtype_size(x.dtype());
+  const char *px = static_cast<const char*>(x.raw()), *pw = static_cast<const char*>(w.raw());
+  char* py = static_cast<char*>(y.raw());
+  std::vector<GemmProblem> probs;
+  for (const Segment& s : segs) {
+    if (s.end == s.begin || out == 0) continue;
+    const int64_t rows = s.end - s.begin;
+    if (in == 0) {  // y[s] = 0 (an empty sum), as the CPU's BLAS call with k = 0
+      Tensor ys = y.rows(s.begin, s.end);
+      fill(ys, 0.0);
+      continue;
+    }
+    // y[s] (rows x out) = alpha x[s] (rows x in) W[g]^T
+    probs.push_back({false, true, rows, out, in, px + s.begin * in * es, in,
+                     pw + s.group * out * in * es, in, py + s.begin * out * es, out});
+  }
+  run_gemm_problems(probs, x.dtype(), float(alpha), 0.0f, /*independent=*/!rows_overlap(segs));
+}
+
+void CudaBackend::grouped_gemm_nn(const Tensor& dy, const Tensor& w,
+                                  const std::vector<Segment>& segs, Tensor& dx, double alpha,
+                                  double beta) {
+  MOE_CHECK(dy.ndim() == 2 && w.ndim() == 3 && dx.ndim() == 2, "grouped_gemm_nn ranks");
+  check_grouped_args(dy, w, dx, "grouped_gemm_nn");
+  const int64_t out = w.dim(1), in = w.dim(2);
+  MOE_CHECK(dy.dim(1) == out && dx.dim(1) == in && dx.dim(0) == dy.dim(0),
+            "grouped_gemm_nn shapes ", shape_str(dy.shape()), " ", shape_str(w.shape()), " ",
+            shape_str(dx.shape()));
+  check_segments(segs, dy.dim(0), w.dim(0));
+  const size_t es = dtype_size(dy.dtype());
+  const char *pdy = static_cast<const char*>(dy.raw()), *pw = static_cast<const char*>(w.raw());
+  char* pdx = static_cast<char*>(dx.raw());
+  std::vector<GemmProblem> probs;
+  for (const Segment& s : segs) {
+    if (s.end == s.begin || in == 0) continue;
+    const int64_t rows = s.end - s.begin;
+    if (out == 0) {  // dx[s] = beta dx[s]
+      Tensor ds = dx.rows(s.begin, s.end);
+      if (beta == 0)
+        fill(ds, 0.0);
+      else
+        scale(ds, beta);
+      continue;
+    }
+    // dx[s] (rows x in) = alpha dy[s] (rows x out) W[g] (out x in) + beta dx[s]
+    probs.push_back({false, false, rows, in, out, pdy + s.begin * out * es, out,
+                     pw + s.group * out * in * es, in, pdx + s.begin * in * es, in});
+  }
+  run_gemm_problems(probs, dy.dtype(), float(alpha), float(beta),
+                    /*independent=*/!rows_overlap(segs));
+}
+
+void CudaBackend::grouped_gemm_tn(const Tensor& dy, const Tensor& x,
+                                  const std::vector<Segment>& segs, Tensor& dw, double alpha) {
+  MOE_CHECK(dy.ndim() == 2 && x.ndim() == 2 && dw.ndim() == 3, "grouped_gemm_tn ranks");
+  check_grouped_args(dy, x, dw, "grouped_gemm_tn");
+  const int64_t out = dw.dim(1), in = dw.dim(2);
+  MOE_CHECK(dy.dim(1) == out && x.dim(1) == in && x.dim(0) == dy.dim(0), "grouped_gemm_tn shapes ",
+            shape_str(dy.shape()), " ", shape_str(x.shape()), " ", shape_str(dw.shape()));
+  check_segments(segs, dy.dim(0), dw.dim(0));
+  if (out == 0 || in == 0) return;
+  const size_t es = dtype_size(dy.dtype());
+  const char *pdy = static_cast<const char*>(dy.raw()), *px = static_cast<const char*>(x.raw());
+  char* pdw = static_cast<char*>(dw.raw());
+  // dW[g] (out x in) += alpha dy[s]^T (out x rows) x[s] (rows x in)
+  auto problem = [&](const Segment& s) {
+    return GemmProblem{true,
+                       false,
+                       out,
+                       in,
+                       s.end - s.begin,
+                       pdy + s.begin * out * es,
+                       out,
+                       px + s.begin * in * es,
+                       in,
+                       pdw + s.group * out * in * es,
+                       in};
+  };
+  if (grouped_mode_ == GroupedGemmMode::Loop) {
+    std::vector<GemmProblem> probs;
+    for (const Segment& s : segs)
+      if (s.end > s.begin) probs.push_back(problem(s));
+    run_gemm_problems(probs, dy.dtype(), float(alpha), 1.0f, /*independent=*/false);
+    return;
+  }
+  // Waves: the w-th non-empty segment of every group goes into wave w.
+  std::vector<std::vector<GemmProblem>> waves;
+  std::vector<size_t> seen(size_t(dw.dim(0)), 0);
+  for (const Segment& s : segs) {
+    if (s.end == s.begin) continue;
+    size_t wv = seen[size_t(s.group)]++;
+    if (wv == waves.size()) waves.emplace_back();
+    waves[wv].push_back(problem(s));
+  }
+  for (const auto& wave : waves) run_gemm_problems(wave, dy.dtype(), float(alpha), 1.0f, true);
+}
+
+}  // namespace moe::ops::gpu

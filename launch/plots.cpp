@@ -42,30 +42,55 @@ fig.savefig(out, dpi=90)
 )PY";
 
 const char* const kSweepPlotScript = R"PY(
-import csv, sys
+import csv, math, sys
 from collections import defaultdict
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 path, out = sys.argv[1:3]
 rows = list(csv.DictReader(open(path)))
-presets = sorted({r["preset"] for r in rows})
-fig, ax = plt.subplots(1, len(presets), figsize=(4.2 * len(presets), 3.6), squeeze=False, sharey=True)
+presets = list(dict.fromkeys(r["preset"] for r in rows))
+fig, ax = plt.subplots(1, len(presets), figsize=(4.4 * len(presets), 3.8), squeeze=False, sharey=True)
+finite = [float(r["final_loss"]) for r in rows if r["diverged"] == "0" and r["status"] == "finished"]
+low = min(finite) if finite else 0.0
+# Near the optima the curves differ by hundredths: show 0.5 nats above the best loss, clip the rest.
+top = min(max(finite), low + 0.5) if finite else 1.0
 for j, p in enumerate(presets):
-    curves = defaultdict(lambda: defaultdict(list))
+    # scale -> lr -> losses over seeds; a diverged seed makes the point diverged (as the summary)
+    curves, diverged = defaultdict(lambda: defaultdict(list)), defaultdict(set)
     for r in rows:
-        if r["preset"] == p and r["final_loss"] not in ("", "nan") and r["diverged"] == "0":
-            curves[float(r["scale"])][float(r["lr"])].append(float(r["final_loss"]))
+        if r["preset"] != p:
+            continue
+        s, lr = float(r["scale"]), float(r["lr"])
+        if r["diverged"] == "1":
+            diverged[s].add(lr)
+        elif r["status"] == "finished":
+            curves[s][lr].append(float(r["final_loss"]))
     a = ax[0][j]
-    for scale in sorted(curves):
-        lrs = sorted(curves[scale])
-        a.plot(lrs, [sum(curves[scale][l]) / len(curves[scale][l]) for l in lrs], marker="o", label=f"scale {scale:g}")
+    optima = []
+    for c, scale in enumerate(sorted(set(curves) | set(diverged))):
+        pts = sorted((lr, sum(v) / len(v)) for lr, v in curves[scale].items() if lr not in diverged[scale])
+        color = f"C{c}"
+        if pts:
+            a.plot([q[0] for q in pts], [q[1] for q in pts], marker="o", ms=4, color=color, label=f"scale {scale:g}")
+            best = min(pts, key=lambda q: q[1])
+            a.plot([best[0]], [best[1]], marker="*", ms=14, color=color, mec="k", zorder=5)
+            optima.append((scale, best[0]))
+        for lr in sorted(diverged[scale]):
+            a.plot([lr], [top], marker="x", ms=8, color=color, zorder=5)
+    title = p
+    if len(optima) >= 2:
+        title += f": optimum drift {math.log10(optima[-1][1] / optima[0][1]):+.2f} decades"
+    a.set_title(title, fontsize=10)
+    a.set_ylim(low - 0.02 * (top - low + 1e-9), top + 0.05 * (top - low + 1e-9))
     a.set_xscale("log")
-    a.set_title(p)
     a.set_xlabel("learning rate")
     if j == 0:
-        a.set_ylabel("final loss")
+        a.set_ylabel("final loss (cross-entropy)")
+    a.grid(alpha=0.3)
     a.legend(fontsize=7)
+fig.suptitle("final loss against learning rate (star: optimum per scale; x: diverged; y clipped 0.5 above the best)",
+             fontsize=9)
 fig.tight_layout()
 fig.savefig(out, dpi=90)
 )PY";

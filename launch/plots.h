@@ -7,7 +7,7 @@
 namespace moe::launch {
 
 extern const char* const kCoordPlotScript;  // args: csv preset png axis
-extern const char* const kSweepPlotScript;  // args: csv png
+extern const char* const kSweepPlotScript;  // args: csv (moe sweep --report) png
 
 std::string render_plot(const char* script, const std::vector<std::string>& args);
 

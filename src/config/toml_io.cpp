@@ -1,118 +1,20 @@
-// TOML <-> Config. A Reader visitor walks the structs, checks each value's type and collects
-// the keys it used, so any key left over is reported as unknown; a Writer visitor emits the
-// resolved config. Overrides (--set a.b=value) are applied to the TOML tree first, and errors
-// on an overridden key name the --set argument instead of the file.
+// TOML <-> Config. The strict reader visitor (src/config/toml_reader.h) walks the structs,
+// checks each value's type and collects the keys it used, so any key left over is reported as
+// unknown; a Writer visitor emits the resolved config. Overrides (--set a.b=value) are applied
+// to the TOML tree first, and errors on an overridden key name the --set argument instead of
+// the file.
 #include <toml++/toml.h>
 
 #include <fstream>
-#include <set>
 #include <sstream>
 
 #include "src/config/config.h"
+#include "src/config/presence.h"
+#include "src/config/toml_reader.h"
 #include "src/core/error.h"
 
 namespace moe::config {
 namespace {
-
-template <class T>
-constexpr bool has_visit = requires(T& t) { t.visit(std::declval<int&>()); };
-
-template <class T> struct is_optional : std::false_type {};
-template <class T> struct is_optional<std::optional<T>> : std::true_type {};
-template <class T> struct is_map : std::false_type {};
-template <class T> struct is_map<std::map<std::string, T>> : std::true_type {};
-
-std::string type_name(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::string: return "a string \"" + *n.value<std::string>() + "\"";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    default: return "a date or time";
-  }
-}
-
-struct Context {
-  std::string origin;                     // file name for messages
-  std::map<std::string, std::string> set; // dotted key -> the --set argument that gave it
-  [[noreturn]] void fail(const std::string& key, const std::string& what) const {
-    auto it = set.find(key);
-    std::string where = it != set.end() ? "--set " + it->second : origin;
-    throw InputError(where + ": " + key + ": " + what, /*collective=*/true);
-  }
-};
-
-class Reader {
- public:
-  Reader(const toml::table& t, std::string prefix, const Context& ctx)
-      : tbl_(t), prefix_(std::move(prefix)), ctx_(ctx) {}
-
-  template <class T>
-  void operator()(const char* key, T& field) {
-    used_.insert(key);
-    const toml::node* n = tbl_.get(key);
-    if (!n) return;  // keep the default
-    read(*n, full(key), field);
-  }
-
-  // Keys present in the table that no visit() asked for.
-  void check_unknown() const {
-    for (auto&& [k, v] : tbl_) {
-      std::string key(k.str());
-      if (!used_.count(key)) ctx_.fail(full(key), "unknown key");
-    }
-  }
-
- private:
-  std::string full(const std::string& key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
-
-  void read(const toml::node& n, const std::string& key, int64_t& out) {
-    if (!n.is_integer()) ctx_.fail(key, "expected an integer, got " + type_name(n));
-    out = *n.value<int64_t>();
-  }
-  void read(const toml::node& n, const std::string& key, double& out) {
-    if (!n.is_number()) ctx_.fail(key, "expected a number, got " + type_name(n));
-    out = *n.value<double>();
-  }
-  void read(const toml::node& n, const std::string& key, bool& out) {
-    if (!n.is_boolean()) ctx_.fail(key, "expected true or false, got " + type_name(n));
-    out = *n.value<bool>();
-  }
-  void read(const toml::node& n, const std::string& key, std::string& out) {
-    if (!n.is_string()) ctx_.fail(key, "expected a string, got " + type_name(n));
-    out = *n.value<std::string>();
-  }
-  template <class T>
-  void read(const toml::node& n, const std::string& key, std::optional<T>& out) {
-    T v{};
-    read(n, key, v);
-    out = std::move(v);
-  }
-  template <class T>
-  void read(const toml::node& n, const std::string& key, std::map<std::string, T>& out) {
-    if (!n.is_table()) ctx_.fail(key, "expected a table, got " + type_name(n));
-    for (auto&& [k, v] : *n.as_table()) {
-      T item{};
-      read(v, key + "." + std::string(k.str()), item);
-      out[std::string(k.str())] = std::move(item);
-    }
-  }
-  template <class T>
-    requires has_visit<T>
-  void read(const toml::node& n, const std::string& key, T& out) {
-    if (!n.is_table()) ctx_.fail(key, "expected a table, got " + type_name(n));
-    Reader sub(*n.as_table(), key, ctx_);
-    out.visit(sub);
-    sub.check_unknown();
-  }
-
-  const toml::table& tbl_;
-  std::string prefix_;
-  const Context& ctx_;
-  std::set<std::string> used_;
-};
 
 class Writer {
  public:
@@ -152,7 +54,7 @@ class Writer {
 };
 
 // "a.b.c=value": value parsed as a TOML value, else taken as a bare string.
-void apply_override(toml::table& root, const std::string& arg, Context& ctx) {
+void apply_override(toml::table& root, const std::string& arg, TomlContext& ctx) {
   auto eq = arg.find('=');
   if (eq == std::string::npos || eq == 0)
     throw InputError("--set " + arg + ": expected section.key=value", true);
@@ -185,22 +87,13 @@ void apply_override(toml::table& root, const std::string& arg, Context& ctx) {
 
 Config parse_config(const std::string& text, const std::string& origin,
                     const std::vector<std::string>& overrides, int world_size) {
-  Context ctx{origin, {}};
-  toml::table root;
-  try {
-    root = toml::parse(text, origin);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream os;
-    os << origin << ":" << e.source().begin.line << ":" << e.source().begin.column << ": "
-       << e.description();
-    throw InputError(os.str(), true);
-  }
+  TomlContext ctx{origin, {}};
+  toml::table root = parse_toml(text, origin);
   for (const std::string& o : overrides) apply_override(root, o, ctx);
   Config c;
-  Reader r(root, "", ctx);
-  c.visit(r);
-  r.check_unknown();
+  read_toml(root, ctx, c);
   validate(c, origin, world_size);
+  check_presence(root, ctx);
   return c;
 }
 

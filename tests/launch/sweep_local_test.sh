@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# `moe sweep` on this machine, end to end: --dry-run runs and writes nothing; --run local trains
+# 2-rank runs under mpirun (2 at a time), goes on past a failing run and exits 1 for it; the
+# same command again reruns only that run; --report alone rewrites the same CSV; a bad spec
+# stops with one line naming the key and the file, exit 2.
+#   sweep_local_test.sh <moe binary> <source dir>      (ctest passes both; label "sweep")
+set -euo pipefail
+moe=$(realpath "$1")
+src=$(realpath "$2")
+work=$(mktemp -d /tmp/moe-sweep-local-test.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+source "$src/scripts/env.sh"  # Open MPI as root, oversubscribed
+fail() { echo "FAIL: $*"; exit 1; }
+check() { "$@" || fail "$*"; }
+
+# An mpirun stand-in that fails one run once (exit 3) and otherwise runs the real mpirun.
+cat > "$work/mpirun.sh" <<SH
+#!/bin/bash
+echo "\$*" >> "$work/mpirun_calls.txt"
+case "\$*" in
+  *s2_sp_lr1.000e-02_seed3*) if [ ! -e "$work/failed_once" ]; then touch "$work/failed_once"; echo "injected failure"; exit 3; fi ;;
+esac
+exec mpirun "\$@"
+SH
+chmod +x "$work/mpirun.sh"
+cat > "$work/base.toml" <<'TOML'
+[model]
+vocab = 64
+seq_len = 16
+width = 16
+heads = 2
+depth = 1
+[moe]
+experts = 4
+top_k = 2
+expert_width = 16
+[parameterization]
+base = { width = 16, expert_width = 16, experts = 4, top_k = 2, depth = 1 }
+[optim]
+warmup = 1
+[train]
+batch = 4
+log_every = 2
+[parallel]
+ep = 2
+TOML
+cat > "$work/spec.toml" <<TOML
+base = "base.toml"
+regime = "I"
+scales = [1, 2]
+presets = ["sp"]
+seeds = [3]
+tokens = 256         # 4 steps of batch 4 x seq_len 16
+ranks = 2
+out = "$work/sweep"
+[lr]
+values = [1e-3, 1e-2]
+[local]
+mpirun = ["$work/mpirun.sh"]
+TOML
+
+echo "=== dry run"
+"$moe" sweep --spec "$work/spec.toml" --dry-run | tee "$work/dry.txt"
+[ "$(grep -c '^\[  *[0-9]*\] scale ' "$work/dry.txt")" -eq 4 ] || fail "dry run should list 4 runs"
+check grep -q "scale 2     sp   lr 1.000e-02 seed 3   N=32 Ne=32 M=4 K=2 L=1  $work/sweep/runs/s2_sp_lr1.000e-02_seed3" "$work/dry.txt"
+check test ! -e "$work/sweep"
+
+echo "=== run local, 2 at a time: one run fails"
+set +e
+"$moe" sweep --spec "$work/spec.toml" --run local --jobs 2 > "$work/first.txt" 2>&1
+rc=$?
+set -e
+cat "$work/first.txt"
+[ "$rc" -eq 1 ] || fail "a failed run should make moe sweep exit 1, got $rc"
+check grep -q "s2_sp_lr1.000e-02_seed3: FAILED (exit 3 after .*): injected failure" "$work/first.txt"
+check grep -q "3 run(s) trained, 0 already finished, 1 failed" "$work/first.txt"
+check grep -q -- "-np 2 $moe train --config $work/sweep/runs/s1_sp_lr1.000e-03_seed3/run.toml" "$work/mpirun_calls.txt"
+check test -f "$work/sweep/runs/s2_sp_lr1.000e-02_seed3/failed"
+for r in s1_sp_lr1.000e-03_seed3 s1_sp_lr1.000e-02_seed3 s2_sp_lr1.000e-03_seed3; do
+  check test -f "$work/sweep/runs/$r/finished"
+  check grep -q '^{"step":4,' "$work/sweep/runs/$r/metrics.jsonl"
+  check grep -q "moe train: 2 rank(s), ep=2" "$work/sweep/runs/$r/train.log"
+done
+check grep -q "runs: 4 (3 finished, 1 failed, 0 pending" "$work/sweep/summary.txt"
+
+echo "=== the same command again: only the failed run"
+check "$moe" sweep --spec "$work/spec.toml" --run local > "$work/second.txt" 2>&1
+cat "$work/second.txt"
+check grep -q "1 of 4 run(s) to do, 3 already finished" "$work/second.txt"
+[ "$(wc -l < "$work/mpirun_calls.txt")" -eq 5 ] || fail "expected 5 mpirun calls in all"
+check test -f "$work/sweep/runs/s2_sp_lr1.000e-02_seed3/finished"
+check test ! -e "$work/sweep/runs/s2_sp_lr1.000e-02_seed3/failed"
+check grep -q "runs: 4 (4 finished, 0 failed, 0 pending" "$work/sweep/summary.txt"
+[ "$(grep -c ',finished,4,4,' "$work/sweep/report.csv")" -eq 4 ] || fail "report.csv: $(cat "$work/sweep/report.csv")"
+
+echo "=== report alone"
+cp "$work/sweep/report.csv" "$work/report_before.csv"
+check "$moe" sweep --spec "$work/spec.toml" --report > /dev/null
+check cmp "$work/report_before.csv" "$work/sweep/report.csv"
+[ "$(wc -l < "$work/mpirun_calls.txt")" -eq 5 ] || fail "--report must not run anything"
+
+echo "=== a bad spec: one line naming the key and the file, exit 2"
+sed 's/^ranks = 2/rankz = 2/' "$work/spec.toml" > "$work/bad.toml"
+set +e
+"$moe" sweep --spec "$work/bad.toml" --dry-run > "$work/bad.txt" 2>&1
+rc=$?
+set -e
+cat "$work/bad.txt"
+[ "$rc" -eq 2 ] || fail "a bad spec should exit 2, got $rc"
+check grep -q "moe: error: $work/bad.toml: rankz: unknown key" "$work/bad.txt"
+[ "$(wc -l < "$work/bad.txt")" -eq 1 ] || fail "expected one line"
+echo "PASS"

@@ -46,6 +46,10 @@ class Communicator {
   virtual void barrier() = 0;
   // Sub-communicator of the ranks with the same color, ordered by key (MPI_Comm_split).
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+  // Seconds any blocking call may take before this rank stops the whole job (a peer hangs or
+  // died unnoticed); 0 = wait forever. Shared with every communicator split from this one.
+  // Backends with their own mechanism (NCCL's NcclOptions::timeout_s) may ignore it.
+  virtual void set_timeout(double seconds) { (void)seconds; }
 
   // Typed conveniences on host values.
   double sum(double v) { all_reduce(&v, 1, DType::F64, ReduceOp::Sum); return v; }

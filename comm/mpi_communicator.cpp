@@ -75,10 +75,16 @@ std::vector<int64_t> displacements(const std::vector<int64_t>& counts) {
   return d;
 }
 
-MpiCommunicator::MpiCommunicator(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, bool owned, std::shared_ptr<Watchdog> watchdog)
+    : comm_(comm), owned_(owned), watchdog_(std::move(watchdog)) {
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
+  if (!watchdog_) {
+    int world_rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    watchdog_ = std::make_shared<Watchdog>(world_rank);
+  }
 }
 
 MpiCommunicator::~MpiCommunicator() {
@@ -90,6 +96,7 @@ MpiCommunicator::~MpiCommunicator() {
 void MpiCommunicator::all_reduce(void* buf, int64_t count, DType dtype, ReduceOp op, Device device) {
   int64_t bytes = count * dtype_size(dtype);
   Staged b(buf, bytes, device, true);
+  Watchdog::Scope w(guard(), "MPI_Allreduce");
   check_mpi(MPI_Allreduce(MPI_IN_PLACE, b.host(), as_int(count, "all_reduce count"), mpi_type(dtype),
                           mpi_op(op, dtype), comm_),
             "MPI_Allreduce");
@@ -100,6 +107,7 @@ void MpiCommunicator::all_to_all(const void* send, void* recv, int64_t count, DT
                                  Device device) {
   int64_t bytes = count * size_ * dtype_size(dtype);
   Staged s(send, bytes, device, true), r(recv, bytes, device, false);
+  Watchdog::Scope w(guard(), "MPI_Alltoall");
   check_mpi(MPI_Alltoall(s.host(), as_int(count, "all_to_all count"), mpi_type(dtype), r.host(),
                          static_cast<int>(count), mpi_type(dtype), comm_),
             "MPI_Alltoall");
@@ -126,6 +134,7 @@ void MpiCommunicator::all_to_all_v(const void* send, const std::vector<int64_t>&
   }
   size_t es = dtype_size(dtype);
   Staged s(send, send_end * es, device, true), r(recv, recv_end * es, device, false);
+  Watchdog::Scope w(guard(), "MPI_Alltoallv");
   check_mpi(MPI_Alltoallv(s.host(), sc.data(), sd.data(), mpi_type(dtype), r.host(), rc.data(),
                           rd.data(), mpi_type(dtype), comm_),
             "MPI_Alltoallv");
@@ -136,6 +145,7 @@ void MpiCommunicator::reduce_scatter(const void* send, void* recv, int64_t recv_
                                      ReduceOp op, Device device) {
   size_t es = dtype_size(dtype);
   Staged s(send, recv_count * size_ * es, device, true), r(recv, recv_count * es, device, false);
+  Watchdog::Scope w(guard(), "MPI_Reduce_scatter_block");
   check_mpi(MPI_Reduce_scatter_block(s.host(), r.host(), as_int(recv_count, "reduce_scatter count"),
                                      mpi_type(dtype), mpi_op(op, dtype), comm_),
             "MPI_Reduce_scatter_block");
@@ -146,6 +156,7 @@ void MpiCommunicator::all_gather(const void* send, void* recv, int64_t send_coun
                                  Device device) {
   size_t es = dtype_size(dtype);
   Staged s(send, send_count * es, device, true), r(recv, send_count * size_ * es, device, false);
+  Watchdog::Scope w(guard(), "MPI_Allgather");
   check_mpi(MPI_Allgather(s.host(), as_int(send_count, "all_gather count"), mpi_type(dtype),
                           r.host(), static_cast<int>(send_count), mpi_type(dtype), comm_),
             "MPI_Allgather");
@@ -154,17 +165,22 @@ void MpiCommunicator::all_gather(const void* send, void* recv, int64_t send_coun
 
 void MpiCommunicator::broadcast(void* buf, int64_t count, DType dtype, int root, Device device) {
   Staged b(buf, count * dtype_size(dtype), device, true);
+  Watchdog::Scope w(guard(), "MPI_Bcast");
   check_mpi(MPI_Bcast(b.host(), as_int(count, "broadcast count"), mpi_type(dtype), root, comm_),
             "MPI_Bcast");
   b.copy_out();
 }
 
-void MpiCommunicator::barrier() { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
+void MpiCommunicator::barrier() {
+  Watchdog::Scope w(guard(), "MPI_Barrier");
+  check_mpi(MPI_Barrier(comm_), "MPI_Barrier");
+}
 
 std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
   MPI_Comm sub;
+  Watchdog::Scope w(guard(), "MPI_Comm_split");
   check_mpi(MPI_Comm_split(comm_, color, key, &sub), "MPI_Comm_split");
-  return std::make_unique<MpiCommunicator>(sub, true);
+  return std::make_unique<MpiCommunicator>(sub, true, watchdog_);
 }
 
 void mpi_init(int* argc, char*** argv) {

@@ -1,16 +1,23 @@
 // The MPI communicator (the reference backend). Errors return codes (MPI_ERRORS_RETURN) that
-// become moe::Error naming the call; device buffers are staged through host memory.
+// become moe::Error naming the call; device buffers are staged through host memory. Every
+// blocking call runs under the process's collective watchdog (comm/watchdog.h), shared by the
+// world and every communicator split from it.
 #pragma once
 #include <mpi.h>
 
+#include <memory>
+
 #include "comm/communicator.h"
+#include "comm/watchdog.h"
 
 namespace moe::comm {
 
 class MpiCommunicator final : public Communicator {
  public:
-  // Wraps (does not own) MPI_COMM_WORLD, or owns a communicator made by split().
-  explicit MpiCommunicator(MPI_Comm comm, bool owned = false);
+  // Wraps (does not own) MPI_COMM_WORLD, or owns a communicator made by split(); a split shares
+  // its parent's watchdog (null: a new one, off until set_timeout).
+  explicit MpiCommunicator(MPI_Comm comm, bool owned = false,
+                           std::shared_ptr<Watchdog> watchdog = nullptr);
   ~MpiCommunicator() override;
   MpiCommunicator(const MpiCommunicator&) = delete;
   MpiCommunicator& operator=(const MpiCommunicator&) = delete;
@@ -33,10 +40,15 @@ class MpiCommunicator final : public Communicator {
   void broadcast(void* buf, int64_t count, DType dtype, int root, Device device) override;
   void barrier() override;
   std::unique_ptr<Communicator> split(int color, int key) override;
+  void set_timeout(double seconds) override { watchdog_->set_timeout(seconds); }
 
  private:
+  // The watchdog while a timeout is set, else null (no clock reads at all).
+  Watchdog* guard() const { return watchdog_->timeout() > 0 ? watchdog_.get() : nullptr; }
+
   MPI_Comm comm_;
   bool owned_;
+  std::shared_ptr<Watchdog> watchdog_;
   int rank_ = 0, size_ = 1;
 };
 

@@ -64,7 +64,7 @@ int run_step(const StepArgs& a) {
     prof = std::make_unique<ops::ProfilingBackend>(*base);
     be = prof.get();
   }
-  auto ctx = comm::make_parallel_context(w.split(0, w.rank()), int(cfg.parallel.ep), be);
+  auto ctx = comm::make_parallel_context(make_model_world(cfg, *base), int(cfg.parallel.ep), be);
   train::Trainer tr(cfg, ctx, {false, false});
   for (int s = 0; s < a.warmup; ++s) tr.step();
   // Rounds alternate between moe and the peer; each side's best round counts, so a busy

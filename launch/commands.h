@@ -35,7 +35,14 @@ config::Config load_config_agreed(const std::string& path, const std::vector<std
                                   int world_size);
 // The compute backend a config asks for (the CUDA one uses this rank's local GPU).
 std::unique_ptr<ops::Backend> make_backend(const config::Config& cfg);
+// The communicator the model's groups are split from: NCCL over the world's ranks on the
+// backend's device for parallel.backend = "nccl", else a duplicate of the MPI world. Collective.
+std::unique_ptr<comm::Communicator> make_model_world(const config::Config& cfg, ops::Backend& backend);
 // The built-in default config (configs/default.toml compiled in).
 const char* default_config_text();
+// Ranks of the world on this node (MPI_COMM_TYPE_SHARED); collective over the world.
+int ranks_on_node();
+// Applies parallel.timeout_s to the world and everything split from it (comm/watchdog.h).
+void set_collective_timeout(const config::Config& cfg);
 
 }  // namespace moe::launch

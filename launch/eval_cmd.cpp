@@ -43,9 +43,10 @@ int run_eval(const EvalArgs& a) {
     }
     cfg = config::parse_config(m.config, dir + "/manifest.toml", sets, w.size());
   });
+  set_collective_timeout(cfg);
   std::unique_ptr<ops::Backend> backend;
   comm::run_agreed(w, [&] { backend = make_backend(cfg); });
-  auto ctx = comm::make_parallel_context(w.split(0, w.rank()), int(cfg.parallel.ep), backend.get());
+  auto ctx = comm::make_parallel_context(make_model_world(cfg, *backend), int(cfg.parallel.ep), backend.get());
   std::unique_ptr<train::Trainer> trainer;
   std::unique_ptr<data::TokenSource> src;
   comm::run_agreed(w, [&] {

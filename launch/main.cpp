@@ -41,8 +41,15 @@ int main(int argc, char** argv) {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
       // Every rank parses the same arguments: rank 0 speaks, all leave with the same code.
+      // --help and --version are "errors" with code 0 that CLI11 prints itself; a real error is
+      // one line in the format of every other bad input.
       int rc = e.get_exit_code();
-      if (rank == 0) app.exit(e);
+      if (rank == 0) {
+        if (rc == 0)
+          app.exit(e);
+        else
+          comm::print_error(std::string(e.what()) + " (moe --help lists the commands and options)");
+      }
       launch::g_world.reset();
       comm::mpi_finalize();
       return rc == 0 ? 0 : kExitBadInput;

@@ -1,7 +1,10 @@
 // Helpers shared by the subcommands: agreed config loading and backend selection.
+#include <mpi.h>
+
 #include <cstdlib>
 
 #include "comm/agree.h"
+#include "comm/nccl_communicator.h"
 #include "launch/commands.h"
 #include "launch/default_config.h"
 
@@ -28,5 +31,28 @@ std::unique_ptr<ops::Backend> make_backend(const config::Config& cfg) {
   int local = lr ? std::atoi(lr) : 0;
   return ops::make_cuda_backend(local % count);
 }
+
+std::unique_ptr<comm::Communicator> make_model_world(const config::Config& cfg, ops::Backend& backend) {
+  comm::Communicator& w = world();
+  if (cfg.parallel.backend != "nccl") return w.split(0, w.rank());
+  comm::NcclOptions opt;
+  if (cfg.parallel.timeout_s > 0) opt.timeout_s = cfg.parallel.timeout_s;
+  std::unique_ptr<comm::Communicator> out;
+  comm::run_agreed(w, [&] { out = comm::make_nccl_communicator(MPI_COMM_WORLD, backend, opt); });
+  return out;
+}
+
+int ranks_on_node() {
+  MPI_Comm node;
+  if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) !=
+      MPI_SUCCESS)
+    return 1;
+  int n = 1;
+  MPI_Comm_size(node, &n);
+  MPI_Comm_free(&node);
+  return n;
+}
+
+void set_collective_timeout(const config::Config& cfg) { world().set_timeout(cfg.parallel.timeout_s); }
 
 }  // namespace moe::launch

@@ -6,6 +6,7 @@
 #include "comm/parallel_context.h"
 #include "launch/commands.h"
 #include "src/data/synthetic.h"
+#include "src/train/memory_estimate.h"
 #include "src/train/trainer.h"
 
 namespace moe::launch {
@@ -20,9 +21,18 @@ struct TrainArgs {
 int run_train(const TrainArgs& a) {
   comm::Communicator& w = world();
   config::Config cfg = load_config_agreed(a.config, a.sets, w.size());
+  set_collective_timeout(cfg);
   std::unique_ptr<ops::Backend> backend;
   comm::run_agreed(w, [&] { backend = make_backend(cfg); });
-  auto ctx = comm::make_parallel_context(w.split(0, w.rank()), int(cfg.parallel.ep), backend.get());
+  // Before anything large is allocated: a config that cannot fit stops every rank (exit 2).
+  const train::MemoryEstimate mem = train::estimate_memory(cfg, w.size());
+  const int local_ranks = ranks_on_node();
+  train::MemoryLimit limit;
+  comm::run_agreed(w, [&] {
+    limit = train::memory_limit(cfg, local_ranks);
+    train::check_memory(mem, limit);
+  });
+  auto ctx = comm::make_parallel_context(make_model_world(cfg, *backend), int(cfg.parallel.ep), backend.get());
   std::unique_ptr<train::Trainer> trainer;
   comm::run_agreed(w, [&] { trainer = std::make_unique<train::Trainer>(cfg, ctx); });
   std::string resumed;
@@ -48,13 +58,22 @@ int run_train(const TrainArgs& a) {
       std::printf("loss floor (entropy of the language): %.4f +- %.4f nats/token\n", *h,
                   syn ? syn->entropy_stderr() : 0.0);
     }
+    std::printf("memory per rank: estimate %s; limit %s\n", mem.describe().c_str(),
+                limit.bytes > 0 ? train::format_bytes(limit.bytes).c_str() : "unknown");
     std::printf("run dir: %s\n", cfg.run.dir.c_str());
     if (!resumed.empty())
       std::printf("resumed from %s at step %lld (%.2f s)\n", resumed.c_str(), (long long)trainer->steps_done(),
                   load_s);
     std::fflush(stdout);
   }
-  trainer->train();
+  try {
+    trainer->train();
+  } catch (const train::NonFiniteStop& e) {
+    // Every rank is here at the same step (the verdict came from collectives): one line, the
+    // same exit code everywhere, and no MPI_Abort.
+    if (w.rank() == 0) comm::print_error(e.what());
+    throw comm::AgreedFailure(e.exit_code());
+  }
   return 0;
 }
 

@@ -81,6 +81,7 @@ Transformer::Transformer(const config::Config& cfg, const optim::ParamTable& tab
   mo.z_loss = cfg.moe.z_loss;
   mo.bias_update_rate = cfg.moe.bias_update_rate;
   mo.global_tokens = cfg.train.batch * T_;
+  mo.force_expert = cfg.debug.route_all_to_expert;
   for (size_t i = 0; i < subs_.size(); ++i) {
     Pending& p = pend[i];
     if (subs_[i].attention) {

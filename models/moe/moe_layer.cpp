@@ -28,6 +28,9 @@ void MoeLayer::forward(const Tensor& x, Tensor& out, Probe* probe, int layer) {
   }
   idx_host_.resize(n * K);
   copy_bytes(idx_host_.data(), Device::CPU, routing_.idx.raw(), routing_.idx.device(), n * K * 4);
+  if (opt_.force_expert >= 0)  // a token surge for the tests: only the exchange sees it
+    for (int64_t t = 0; t < n; ++t)
+      for (int k = 0; k < K; ++k) idx_host_[t * K + k] = int32_t((opt_.force_expert + k) % M);
   int64_t capacity = expert_capacity(opt_.capacity_factor, opt_.global_tokens, K, M);
   stats_.load = decide_kept(idx_host_.data(), n, K, M, capacity, *ctx_.world, kept_);
   dispatcher_.reset_timer();

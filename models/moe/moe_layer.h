@@ -22,6 +22,7 @@ struct MoeOptions {
   double z_loss = 0;
   double bias_update_rate = 0;
   int64_t global_tokens = 0;  // tokens in the global batch
+  int64_t force_expert = -1;  // debug.route_all_to_expert: choice k goes to (e + k) mod M
 };
 
 struct MoeStats {

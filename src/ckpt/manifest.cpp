@@ -37,6 +37,9 @@ std::string multiline(const std::string& key, const std::string& text) {
 
 // ---- reading ----
 
+// No tensor of a loadable checkpoint has more elements than this (2^48: 1 PiB of f32).
+constexpr int64_t kMaxElements = int64_t(1) << 48;
+
 struct Reader {
   const std::string& path;
   [[noreturn]] void fail(const std::string& what) const {
@@ -254,16 +257,21 @@ Manifest read_manifest(const std::string& path) {
     p.name = rd.get<std::string>(t, "name", "params");
     p.group = rd.get<std::string>(t, "group", "params");
     p.expert = rd.get<bool>(t, "expert", "params");
+    // Sizes are checked before any product or sum of them is formed: a hostile or corrupt
+    // manifest must not overflow int64 (found by tests/fuzz/fuzz_manifest).
+    int64_t numel = 1;
     for (const toml::node& d : *rd.get<const toml::array*>(t, "shape", "params")) {
       if (!d.is_integer() || *d.value<int64_t>() < 0)
         rd.fail("params.shape of " + p.name + " must hold sizes");
       p.shape.push_back(*d.value<int64_t>());
+      if (__builtin_mul_overflow(numel, p.shape.back(), &numel) || numel > kMaxElements)
+        rd.fail("params.shape of " + p.name + " is too large");
     }
     if (p.shape.empty() || (p.expert && p.shape[0] != m.experts))
       rd.fail("bad shape for " + p.name);
     if (!p.expert) {
       p.offset = rd.get<int64_t>(t, "offset", "params");
-      if (p.offset < 0 || p.offset + p.numel() > m.dense_count)
+      if (p.offset < 0 || p.offset > m.dense_count || numel > m.dense_count - p.offset)
         rd.fail(p.name + " lies outside the dense buffer");
     }
     if (!names.insert(p.name).second) rd.fail("duplicate tensor " + p.name);

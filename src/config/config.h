@@ -182,6 +182,10 @@ struct TrainConfig {
   std::string nonfinite = "stop";  // skip | stop: what a non-finite loss or gradient does
   std::string dtype = "f32";       // f32 | bf16 (GPU)
   double peak_tflops = 0;          // per device, for MFU in metrics; 0 = unknown (no MFU)
+  // Per rank; a config whose estimate (src/train/memory_estimate.h) exceeds it is refused before
+  // anything is allocated. 0 = what the machine has: MemAvailable / ranks on the node (CPU), the
+  // device's free memory (CUDA).
+  double memory_limit_gb = 0;
   template <class V> void visit(V& v) {
     v("steps", steps);
     v("batch", batch);
@@ -189,6 +193,7 @@ struct TrainConfig {
     v("nonfinite", nonfinite);
     v("dtype", dtype);
     v("peak_tflops", peak_tflops);
+    v("memory_limit_gb", memory_limit_gb);
   }
 };
 
@@ -217,11 +222,15 @@ struct ParallelConfig {
   std::string backend = "mpi";    // mpi | nccl
   bool zero1 = false;
   std::string device = "cpu";     // cpu | cuda
+  // A blocking collective unfinished after this many seconds stops every rank (a peer hangs or
+  // died unnoticed): comm/watchdog.h. 0 = wait forever.
+  double timeout_s = 600;
   template <class V> void visit(V& v) {
     v("ep", ep);
     v("backend", backend);
     v("zero1", zero1);
     v("device", device);
+    v("timeout_s", timeout_s);
   }
 };
 
@@ -231,6 +240,29 @@ struct CheckpointConfig {
   template <class V> void visit(V& v) {
     v("every", every);
     v("keep", keep);
+  }
+};
+
+// Fault injection for the reliability tests (tests/reliability): off unless a step is set.
+// Steps count from 1; a fault fires on one world rank just before that step's forward pass.
+struct DebugConfig {
+  int64_t inject_nan_step = 0;          // 0 = off
+  int64_t inject_nan_rank = 0;
+  std::string inject_nan_into = "grad";  // grad (one element of the local gradient) | loss
+  int64_t fault_step = 0;               // 0 = off
+  int64_t fault_rank = 0;
+  std::string fault = "throw";  // throw (moe::Error) | exit (_exit(1)) | hang (sleep forever)
+  // Every token's choices go to experts e, e+1, ... (mod M): a token surge on one expert's rank,
+  // to test dropless buffers and capacity drops. The model's math is not meaningful then.
+  int64_t route_all_to_expert = -1;     // -1 = off
+  template <class V> void visit(V& v) {
+    v("inject_nan_step", inject_nan_step);
+    v("inject_nan_rank", inject_nan_rank);
+    v("inject_nan_into", inject_nan_into);
+    v("fault_step", fault_step);
+    v("fault_rank", fault_rank);
+    v("fault", fault);
+    v("route_all_to_expert", route_all_to_expert);
   }
 };
 
@@ -244,6 +276,7 @@ struct Config {
   DataConfig data;
   ParallelConfig parallel;
   CheckpointConfig checkpoint;
+  DebugConfig debug;
   template <class V> void visit(V& v) {
     v("run", run);
     v("model", model);
@@ -254,6 +287,7 @@ struct Config {
     v("data", data);
     v("parallel", parallel);
     v("checkpoint", checkpoint);
+    v("debug", debug);
   }
 };
 

@@ -123,12 +123,25 @@ void validate(const Config& c, const std::string& origin, int world_size) {
              "moe.experts = " + std::to_string(e.experts) + " is not divisible by ep = " + std::to_string(pl.ep));
   ck.one_of(pl.backend, "parallel.backend", {"mpi", "nccl"});
   ck.one_of(pl.device, "parallel.device", {"cpu", "cuda"});
+  if (pl.backend == "nccl")
+    ck.require(pl.device == "cuda", "parallel.backend", "\"nccl\" needs parallel.device = \"cuda\"");
   if (world_size > 0) {
     ck.require(world_size % pl.ep == 0, "parallel.ep",
                "world size " + std::to_string(world_size) + " is not divisible by ep = " + std::to_string(pl.ep));
     ck.require(t.batch % world_size == 0, "train.batch",
                "global batch " + std::to_string(t.batch) + " is not divisible by world size " + std::to_string(world_size));
   }
+
+  ck.require(pl.timeout_s >= 0, "parallel.timeout_s", "must be >= 0 (0 = no timeout)");
+  ck.require(t.memory_limit_gb >= 0, "train.memory_limit_gb", "must be >= 0 (0 = what the machine has)");
+
+  const DebugConfig& g = c.debug;
+  ck.require(g.inject_nan_step >= 0, "debug.inject_nan_step", "must be >= 0 (0 = off)");
+  ck.one_of(g.inject_nan_into, "debug.inject_nan_into", {"grad", "loss"});
+  ck.require(g.fault_step >= 0, "debug.fault_step", "must be >= 0 (0 = off)");
+  ck.one_of(g.fault, "debug.fault", {"throw", "exit", "hang"});
+  ck.require(g.route_all_to_expert >= -1 && g.route_all_to_expert < e.experts,
+             "debug.route_all_to_expert", "must be -1 (off) or an expert index below moe.experts");
 
   const CheckpointConfig& k = c.checkpoint;
   ck.require(k.every >= 0, "checkpoint.every", "must be >= 0 (0 = only at the end)");

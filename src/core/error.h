@@ -9,8 +9,10 @@
 namespace moe {
 
 // Exit codes: documented in the README.
-constexpr int kExitInternal = 1;  // a bug or a failed system call
-constexpr int kExitBadInput = 2;  // bad config, data file or checkpoint
+constexpr int kExitInternal = 1;   // a bug or a failed system call
+constexpr int kExitBadInput = 2;   // bad config, data file or checkpoint; a config that does not fit
+constexpr int kExitNonFinite = 3;  // non-finite loss or gradient under train.nonfinite = "stop"
+constexpr int kExitTimeout = 4;    // a collective outlived parallel.timeout_s (a rank hangs or died)
 
 class Error : public std::runtime_error {
  public:

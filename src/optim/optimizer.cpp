@@ -34,7 +34,7 @@ Optimizer::Optimizer(const config::OptimConfig& cfg, int64_t total_steps, const 
   }
 }
 
-StepInfo Optimizer::reduce_gradients() {
+StepInfo Optimizer::reduce_gradients(bool local_loss_finite) {
   ops::Backend& be = *ctx_.backend;
   const DType dt = params_.dtype();
   const Device dev = ctx_.device();
@@ -55,11 +55,13 @@ StepInfo Optimizer::reduce_gradients() {
     ctx_.dp_expert->all_reduce(expert.raw(), expert.numel(), dt, comm::ReduceOp::Sum, dev);
   // One world reduction so every rank sees the same norm: dense shards sum to the dense part;
   // each expert's gradient is present on dp_size ranks.
-  double sq[2] = {dense_sq, expert.numel() ? be.sum_squares(expert) : 0.0};
-  ctx_.world->all_reduce(sq, 2, DType::F64, comm::ReduceOp::Sum);
+  double sq[3] = {dense_sq, expert.numel() ? be.sum_squares(expert) : 0.0,
+                  local_loss_finite ? 0.0 : 1.0};
+  ctx_.world->all_reduce(sq, 3, DType::F64, comm::ReduceOp::Sum);
   if (!zero1_) sq[0] = be.sum_squares(dense);
   info.grad_norm = std::sqrt(sq[0] + sq[1] / ctx_.dp_size);
   info.finite = std::isfinite(info.grad_norm);
+  info.loss_finite = sq[2] == 0;
   return info;
 }
 

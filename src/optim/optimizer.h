@@ -15,8 +15,9 @@
 namespace moe::optim {
 
 struct StepInfo {
-  double grad_norm = 0;  // before clipping
-  bool finite = true;    // grad norm finite
+  double grad_norm = 0;      // before clipping
+  bool finite = true;        // grad norm finite, on every rank alike
+  bool loss_finite = true;   // every rank's loss was finite (the same answer on every rank)
   std::array<double, kNumGroups> lr{};  // per group, this step
 };
 
@@ -29,8 +30,10 @@ class Optimizer {
  public:
   Optimizer(const config::OptimConfig& cfg, int64_t total_steps, const ParamTable& table,
             ParamStore& params, comm::ParallelContext& ctx, bool zero1);
-  // Reduces gradients and computes the global grad norm (same on every rank).
-  StepInfo reduce_gradients();
+  // Reduces gradients and computes the global grad norm (same on every rank). local_loss_finite
+  // rides on the same reduction, so that a non-finite value seen by one rank only still gives
+  // every rank the same verdict (loss_finite) at no extra latency.
+  StepInfo reduce_gradients(bool local_loss_finite = true);
   // Clips and updates; `step` counts from 1. Call after reduce_gradients().
   void apply(int64_t step, StepInfo& info);
 

@@ -6,7 +6,10 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <unistd.h>
+
 #include "src/core/error.h"
+#include "src/metrics/flops.h"
 #include "src/metrics/json.h"
 
 namespace moe::train {
@@ -43,11 +46,17 @@ Trainer::Trainer(const config::Config& cfg, comm::ParallelContext& ctx, TrainerO
                                               ctx_, cfg_.parallel.zero1);
   source_ = data::make_source(cfg_.data, cfg_.model.vocab, cfg_.model.seq_len);
   if (opt_.write_run_dir && ctx_.world->rank() == 0) {
-    std::filesystem::create_directories(cfg_.run.dir);
+    // A run directory that cannot be made is the user's input (run.dir), seen by rank 0 only:
+    // the caller's agreement (comm::run_agreed) stops every rank with this one line.
+    std::error_code ec;
+    std::filesystem::create_directories(cfg_.run.dir, ec);
+    if (ec || !std::filesystem::is_directory(cfg_.run.dir))
+      throw InputError("run.dir = \"" + cfg_.run.dir + "\": cannot create the run directory" +
+                       (ec ? ": " + ec.message() : std::string(": not a directory")));
     std::ofstream(cfg_.run.dir + "/config.toml") << config::to_toml(cfg_);
     std::ofstream(cfg_.run.dir + "/param_table.txt") << optim::format_table(table_, "text");
     metrics_.open(cfg_.run.dir + "/metrics.jsonl", std::ios::app);
-    MOE_CHECK(metrics_, "cannot write ", cfg_.run.dir, "/metrics.jsonl");
+    if (!metrics_) throw InputError("run.dir = \"" + cfg_.run.dir + "\": cannot write metrics.jsonl there");
   }
 }
 
@@ -71,14 +80,25 @@ StepRecord Trainer::step() {
                    ctx_.world->size(), lb);
   models::Batch batch;
   upload(lb, batch);
+  inject_fault(cfg_.debug, r.step, ctx_.world->rank());
   model_->params().zero_grads();
   r.loss = model_->run(batch, /*backward=*/true);
-  r.info = optim_->reduce_gradients();
-  const bool finite = r.info.finite && std::isfinite(r.loss.total());
-  if (!finite) {
-    if (cfg_.train.nonfinite == "stop")
-      throw Error("non-finite " + std::string(std::isfinite(r.loss.total()) ? "gradient" : "loss") +
-                  " at step " + std::to_string(r.step) + " (train.nonfinite = \"stop\")");
+  inject_nan(r.step, r.loss);
+  // The verdict comes out of collectives only (the global grad norm and a flag reduced with
+  // it), so every rank skips or stops at the same step.
+  r.info = optim_->reduce_gradients(std::isfinite(r.loss.total()));
+  if (!r.info.finite || !r.info.loss_finite) {
+    if (cfg_.train.nonfinite == "stop") {
+      char norm[32];
+      std::snprintf(norm, sizeof norm, "%g", r.info.grad_norm);
+      std::string what = !r.info.loss_finite ? "non-finite loss"
+                                             : "non-finite gradient (global norm " + std::string(norm) + ")";
+      throw NonFiniteStop(what + " at step " + std::to_string(r.step) +
+                          "; train.nonfinite = \"stop\" ends the run on every rank; " +
+                          (last_checkpoint_.empty() ? std::string("no checkpoint was saved")
+                                                    : "the last checkpoint is " + last_checkpoint_ + " (step " +
+                                                          std::to_string(saved_step_) + ")"));
+    }
     r.skipped = true;
   } else {
     optim_->apply(r.step, r.info);
@@ -89,6 +109,31 @@ StepRecord Trainer::step() {
   ctx_.backend->synchronize();
   r.seconds = now() - t0;
   return r;
+}
+
+void Trainer::inject_nan(int64_t step, models::LossParts& loss) {
+  const config::DebugConfig& d = cfg_.debug;
+  if (d.inject_nan_step != step || d.inject_nan_rank != ctx_.world->rank()) return;
+  if (d.inject_nan_into == "loss") {
+    loss.ce = std::nan("");
+    return;
+  }
+  // One element of this rank's local dense gradient, before the reduction spreads it.
+  Tensor& g = model_->params().grads(false);
+  const double nd = std::nan("");
+  const float nf = std::nanf("");
+  copy_bytes(g.raw(), g.device(), g.dtype() == DType::F64 ? static_cast<const void*>(&nd) : &nf,
+             Device::CPU, dtype_size(g.dtype()));
+}
+
+void inject_fault(const config::DebugConfig& d, int64_t step, int rank) {
+  if (d.fault_step != step || d.fault_rank != rank) return;
+  const std::string where = " at step " + std::to_string(step) + " on rank " + std::to_string(rank);
+  if (d.fault == "throw") throw Error("injected fault (debug.fault = \"throw\")" + where);
+  std::fprintf(stderr, "moe: debug: injected %s%s\n", d.fault.c_str(), where.c_str());
+  std::fflush(stderr);
+  if (d.fault == "exit") std::_Exit(kExitInternal);  // no MPI_Finalize, no unwinding
+  for (;;) ::sleep(1000);                            // "hang": never returns
 }
 
 void Trainer::log(const StepRecord& r) {
@@ -121,6 +166,10 @@ void Trainer::log(const StepRecord& r) {
   for (int g = 0; g < optim::kNumGroups; ++g) j.kv(std::string(optim::kGroupNames[g]), r.info.lr[g]);
   j.end_object();
   j.kv("tokens_per_s", tokens / r.seconds).kv("step_ms", 1e3 * r.seconds).kv("a2a_ms", 1e3 * r.a2a_seconds);
+  // Model FLOP rate per rank (src/metrics/flops.h), and MFU when the device's peak is given.
+  const double tflops = tokens * metrics::flops_per_token(cfg_) / r.seconds / ctx_.world->size() / 1e12;
+  j.kv("model_tflops_per_rank", tflops);
+  if (cfg_.train.peak_tflops > 0) j.kv("mfu", tflops / cfg_.train.peak_tflops);
   j.key("expert_load").begin_array();
   for (size_t l = 0; l < loads.size(); ++l) {
     j.begin_object().kv("layer", int64_t(l)).kv("max_over_mean", loads[l].max_over_mean);
@@ -136,10 +185,10 @@ void Trainer::log(const StepRecord& r) {
     const double elapsed = now() - started_;
     const int64_t done = r.step - first_logged_step_;
     const double eta = done > 0 ? elapsed / done * double(cfg_.train.steps - r.step) : 0;
-    std::printf("step %5lld/%lld | loss %.4f (ce %.4f) | grad %.3f | %s tok/s | a2a %.1f ms | eta %s\n",
+    std::printf("step %5lld/%lld | loss %.4f (ce %.4f) | grad %.3f | %s tok/s | a2a %.1f ms | eta %s%s\n",
                 (long long)r.step, (long long)cfg_.train.steps, r.loss.total(), r.loss.ce,
                 r.info.grad_norm, fmt_rate(tokens / r.seconds).c_str(), 1e3 * r.a2a_seconds,
-                fmt_duration(eta).c_str());
+                fmt_duration(eta).c_str(), r.skipped ? " | non-finite: skipped" : "");
     std::fflush(stdout);
   }
 }
@@ -150,7 +199,9 @@ void Trainer::train() {
   const int64_t every = cfg_.checkpoint.every;
   while (step_ < cfg_.train.steps) {
     StepRecord r = step();
-    if (r.step % cfg_.train.log_every == 0 || r.step == cfg_.train.steps || r.step == 1) log(r);
+    // Skipped steps are always logged (the verdict is the same on every rank: log is collective).
+    if (r.step % cfg_.train.log_every == 0 || r.step == cfg_.train.steps || r.step == 1 || r.skipped)
+      log(r);
     if (opt_.checkpoints && every > 0 && r.step % every == 0) save_checkpoint();
   }
   if (opt_.checkpoints && step_ != saved_step_) save_checkpoint();
@@ -172,6 +223,7 @@ std::string Trainer::save_checkpoint() {
   const double t0 = now();
   std::string dir = ckpt::save(checkpoint_state(), ctx_, cfg_.run.dir, cfg_.checkpoint.keep);
   saved_step_ = step_;
+  last_checkpoint_ = dir;
   if (opt_.progress && ctx_.world->rank() == 0) {
     std::printf("checkpoint: %s (%.2f s)\n", dir.c_str(), now() - t0);
     std::fflush(stdout);
@@ -185,6 +237,7 @@ ckpt::LoadInfo Trainer::load_checkpoint(const std::string& path, bool optimizer_
   ckpt::LoadInfo info = ckpt::load(path, s, ctx_);
   step_ = info.step;
   saved_step_ = info.step;
+  last_checkpoint_ = info.dir;
   return info;
 }
 

@@ -11,6 +11,7 @@
 #include "models/transformer.h"
 #include "src/ckpt/checkpoint.h"
 #include "src/config/config.h"
+#include "src/core/error.h"
 #include "src/data/source.h"
 #include "src/optim/optimizer.h"
 #include "src/optim/parameterization.h"
@@ -31,6 +32,17 @@ struct StepRecord {
   std::vector<LayerLoad> layers;
   double rank_tokens_max = 0, rank_tokens_mean = 0;  // rows processed by experts, per rank
 };
+
+// Thrown by step() on every rank at once (the verdict comes from collectives) when the loss or
+// the gradient is not finite under train.nonfinite = "stop"; nothing was applied or saved, so
+// the last checkpoint stays the one to resume from. `moe train` prints it once and exits 3.
+class NonFiniteStop : public Error {
+ public:
+  explicit NonFiniteStop(const std::string& msg) : Error(msg, kExitNonFinite) {}
+};
+
+// The debug.fault_* injection (tests only): throws, exits or hangs this rank at that step.
+void inject_fault(const config::DebugConfig& d, int64_t step, int rank);
 
 struct TrainerOptions {
   bool write_run_dir = true;  // resolved config, metrics.jsonl
@@ -68,6 +80,8 @@ class Trainer {
 
  private:
   void upload(const data::LocalBatch& b, models::Batch& out);
+  // debug.inject_nan_*: a NaN in this rank's loss or local gradient (tests only).
+  void inject_nan(int64_t step, models::LossParts& loss);
   void log(const StepRecord& r);
 
   config::Config cfg_;
@@ -83,6 +97,7 @@ class Trainer {
   double started_ = 0;
   int64_t first_logged_step_ = 0;
   int64_t saved_step_ = -1;  // step of the checkpoint last saved or loaded (no second save of it)
+  std::string last_checkpoint_;  // its directory
 };
 
 }  // namespace moe::train

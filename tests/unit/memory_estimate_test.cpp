@@ -1,0 +1,73 @@
+// The memory estimate (src/train/memory_estimate.h): its parameter counts are exactly what the
+// model allocates, for every architecture option; the terms scale as the layout says (ZeRO-1
+// shards the dense optimizer state, more ranks mean fewer activations each); and the check
+// refuses only above the limit, with a message naming the key, the estimate and the limit.
+// (tests/reliability/numerics_test.cpp compares the total with a real run's peak RSS.)
+#include "src/train/memory_estimate.h"
+
+#include "models/transformer.h"
+#include "src/optim/parameterization.h"
+#include "tests/test_util.h"
+
+namespace moe::test {
+namespace {
+
+TEST(MemoryEstimate, ParameterCountsMatchTheModel) {
+  for (bool attention : {true, false})
+    for (const char* act : {"gelu", "swiglu"})
+      for (const char* opt : {"adamw", "sgd"}) {
+        config::Config c = tiny_config();
+        c.model.attention = attention;
+        c.moe.activation = act;
+        c.optim.name = opt;
+        auto ctx = comm::make_parallel_context(world().split(0, world().rank()), 1, &cpu());
+        optim::ParamTable table = optim::make_param_table(c);
+        models::Transformer model(c, table, ctx, DType::F32);
+        train::MemoryEstimate e = train::estimate_memory(c, 1);
+        EXPECT_EQ(e.dense_params, model.params().count(false)) << attention << act;
+        EXPECT_EQ(e.expert_params, model.params().count(true)) << attention << act;
+        EXPECT_DOUBLE_EQ(e.params, 4.0 * double(e.dense_params + e.expert_params));
+        EXPECT_DOUBLE_EQ(e.grads, e.params);
+        EXPECT_DOUBLE_EQ(e.optimizer, (std::string(opt) == "adamw" ? 2 : 1) * e.params);
+      }
+}
+
+TEST(MemoryEstimate, ScalesWithTheLayout) {
+  config::Config c = tiny_config();
+  c.train.batch = 16;
+  c.parallel.ep = 2;
+  const train::MemoryEstimate one = train::estimate_memory(c, 2),
+                              more = train::estimate_memory(c, 8);
+  EXPECT_DOUBLE_EQ(one.params, more.params);  // parameters do not depend on DP
+  EXPECT_NEAR(more.activations, one.activations / 4, 1e-9 * one.activations);  // B/P sequences
+  c.parallel.zero1 = true;
+  const train::MemoryEstimate z = train::estimate_memory(c, 8);
+  EXPECT_LT(z.optimizer, more.optimizer);
+  c.moe.capacity_factor = 1.0;  // a capacity bounds the exchange below the dropless headroom
+  EXPECT_LT(train::estimate_memory(c, 8).a2a, z.a2a);
+}
+
+TEST(MemoryEstimate, CheckRefusesOnlyAboveTheLimit) {
+  config::Config c = tiny_config();
+  const train::MemoryEstimate e = train::estimate_memory(c, 1);
+  EXPECT_NO_THROW(train::check_memory(e, {e.total() * 1.01, "test"}));
+  EXPECT_NO_THROW(train::check_memory(e, {0, "unknown"}));  // no limit known: no check
+  try {
+    train::check_memory(e, {e.total() * 0.5, "the test's limit"});
+    FAIL() << "accepted an estimate above the limit";
+  } catch (const InputError& err) {
+    EXPECT_TRUE(Contains(err.what(), "train.memory_limit_gb"));
+    EXPECT_TRUE(Contains(err.what(), e.describe()));
+    EXPECT_TRUE(Contains(err.what(), "the test's limit"));
+  }
+  c.train.memory_limit_gb = 3;
+  const train::MemoryLimit l = train::memory_limit(c, 4);
+  EXPECT_DOUBLE_EQ(l.bytes, 3.0 * 1024 * 1024 * 1024);
+  c.train.memory_limit_gb = 0;  // the machine's MemAvailable, shared by the node's ranks
+  const train::MemoryLimit a = train::memory_limit(c, 1), b = train::memory_limit(c, 4);
+  EXPECT_GT(a.bytes, 0);
+  EXPECT_NEAR(b.bytes, a.bytes / 4, 0.05 * a.bytes);
+}
+
+}  // namespace
+}  // namespace moe::test

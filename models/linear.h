@@ -17,16 +17,18 @@ inline void linear_backward(ops::Backend& be, const Tensor& x, const Tensor& w, 
   be.gemm(dy, true, x, false, dw, mult, 1.0);
 }
 
-// Returns t if it already holds at least `shape` worth of elements of this dtype and device
-// (as a view of that shape), else a new tensor. Lets per-step buffers of varying row counts
-// (routed tokens) grow without reallocating every step.
+// A view of `shape` on t's storage when that storage (not just t's own shape) holds enough
+// elements of this dtype and device, else a new tensor with 25% to spare. `t = reuse(t, ...)`
+// keeps the grown storage, so per-step buffers of varying row counts (routed tokens) stop
+// reallocating once they have seen their largest step.
 inline Tensor reuse(Tensor& t, const Shape& shape, DType dtype, Device device) {
   int64_t need = shape_numel(shape);
-  if (!t.defined() || t.dtype() != dtype || t.device() != device || t.numel() < need) {
+  if (!t.defined() || t.dtype() != dtype || t.device() != device ||
+      t.capacity_bytes() < size_t(need) * dtype_size(dtype)) {
     int64_t cap = std::max<int64_t>(need + need / 4, 1);
     t = Tensor::empty({cap}, dtype, device);
   }
-  return t.view({t.numel()}).rows(0, need).view(shape);
+  return t.within(shape);
 }
 
 }  // namespace moe::models

@@ -48,7 +48,7 @@ void Dispatcher::dispatch(ops::Backend& be, const Tensor& x, Tensor& x_recv) {
     x_recv = send;
     return;
   }
-  x_recv = Tensor::empty({plan_.m_recv, N}, x.dtype(), dev);
+  x_recv = reuse(x_recv_buf_, {plan_.m_recv, N}, x.dtype(), dev);
   exchange(send, x_recv, true);
 }
 
@@ -59,7 +59,7 @@ void Dispatcher::combine(ops::Backend& be, const Tensor& y_recv, const Tensor& w
   if (ep_.size() == 1) {
     y_back = y_recv;
   } else {
-    y_back = Tensor::empty({plan_.m_send, N}, y_recv.dtype(), y_recv.device());
+    y_back = reuse(y_back_buf_, {plan_.m_send, N}, y_recv.dtype(), y_recv.device());
     exchange(y_recv, y_back, false);
   }
   y_back_ = y_back;
@@ -75,7 +75,7 @@ void Dispatcher::combine_backward(ops::Backend& be, const Tensor& dout, const Te
     dy_recv = dy_send;
     return;
   }
-  dy_recv = Tensor::empty({plan_.m_recv, N}, dout.dtype(), dout.device());
+  dy_recv = reuse(dy_recv_buf_, {plan_.m_recv, N}, dout.dtype(), dout.device());
   exchange(dy_send, dy_recv, true);
 }
 

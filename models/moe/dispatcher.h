@@ -42,6 +42,9 @@ class Dispatcher {
   DispatchPlan plan_;
   Tensor perm_, slot_;       // device copies of the plan
   Tensor send_, y_back_, dy_send_, dx_back_;
+  // Growing storage behind the per-step row buffers (models/linear.h reuse): the received rows
+  // stay valid until this layer's next dispatch, which is after their backward.
+  Tensor x_recv_buf_, y_back_buf_, dy_recv_buf_;
   double comm_seconds_ = 0;
 };
 

@@ -85,6 +85,14 @@ Tensor Tensor::view(const Shape& shape) const {
   return t;
 }
 
+Tensor Tensor::within(const Shape& shape) const {
+  MOE_CHECK(defined() && shape_numel(shape) * dtype_size(dtype_) <= capacity_bytes(), "view ",
+            shape_str(shape), " beyond the ", capacity_bytes(), " bytes of its storage");
+  Tensor t = *this;
+  t.shape_ = shape;
+  return t;
+}
+
 Tensor Tensor::rows(int64_t begin, int64_t end) const {
   MOE_CHECK(ndim() >= 1 && 0 <= begin && begin <= end && end <= shape_[0], "rows [", begin, ", ",
             end, ") of ", shape_str(shape_));

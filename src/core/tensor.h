@@ -60,6 +60,10 @@ class Tensor {
 
   // Same storage, new shape with the same element count.
   Tensor view(const Shape& shape) const;
+  // Same storage from this view's start, any shape that fits what the storage holds from there
+  // (a buffer grown once serves every smaller request after it: models/linear.h reuse).
+  Tensor within(const Shape& shape) const;
+  size_t capacity_bytes() const { return storage_ ? storage_->bytes - offset_ : 0; }
   // Rows [begin, end) of the first dimension.
   Tensor rows(int64_t begin, int64_t end) const;
   // Deep copy, optionally to another device.

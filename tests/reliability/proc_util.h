@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/child_env.h"
+
 namespace moe::test {
 
 namespace fs = std::filesystem;
@@ -76,14 +78,7 @@ inline Proc spawn(const std::vector<std::string>& argv, const std::string& log_p
         !std::freopen(p.err_path.c_str(), "w", stderr))
       _exit(127);
     if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) _exit(127);
-    for (char** e = environ; *e;) {
-      std::string kv = *e;
-      if (kv.rfind("OMPI_COMM_WORLD", 0) == 0 || kv.rfind("PMIX_", 0) == 0 ||
-          kv.rfind("OMPI_MCA_orte_ess", 0) == 0)
-        ::unsetenv(kv.substr(0, kv.find('=')).c_str());
-      else
-        ++e;
-    }
+    drop_mpi_environment();
     std::vector<char*> a;
     for (const std::string& s : argv) a.push_back(const_cast<char*>(s.c_str()));
     a.push_back(nullptr);

@@ -14,25 +14,7 @@ set -euo pipefail
 moe=$(realpath "$1")
 src=$(realpath "$2")
 
-for tool in /usr/sbin/munged /usr/sbin/slurmctld /usr/sbin/slurmd; do
-  [ -x "$tool" ] || { echo "SKIP: $tool is not installed"; exit 77; }
-done
-for tool in srun scontrol sinfo munge; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed"; exit 77; }
-done
-[ "$(id -u)" = 0 ] || { echo "SKIP: starting slurmd needs root"; exit 77; }
-[ -e /usr/lib/x86_64-linux-gnu/pmix2/lib/libpmix.so ] || { echo "SKIP: srun --mpi=pmix needs libpmix-dev"; exit 77; }
-
-work=$(mktemp -d /tmp/moe-srun-test.XXXXXX)
-chmod 0755 "$work"
-export SLURM_LOCAL_DIR=$work/cluster
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for _ in $(seq 1 50); do
-  port=$((20000 + RANDOM % 30000))
-  if port_free "$port" && port_free "$((port + 1))"; then break; fi
-done
-export SLURM_LOCAL_PORT=$port
-cluster=$src/slurm/slurm-local.sh
+source "$src/tests/slurm/local_cluster.sh" moe-srun-test
 finish() {
   rc=$?
   [ "$rc" -eq 0 ] || { echo "--- FAILED (exit $rc)"; tail -n 20 "$work"/*.err 2>/dev/null || true; }

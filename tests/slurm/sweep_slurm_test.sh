@@ -11,25 +11,7 @@ set -euo pipefail
 moe=$(realpath "$1")
 src=$(realpath "$2")
 
-for tool in /usr/sbin/munged /usr/sbin/slurmctld /usr/sbin/slurmd; do
-  [ -x "$tool" ] || { echo "SKIP: $tool is not installed (scripts/install-deps.sh installs slurmctld slurmd slurm-client munge)"; exit 77; }
-done
-for tool in sbatch srun scontrol sinfo munge; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed (scripts/install-deps.sh)"; exit 77; }
-done
-[ "$(id -u)" = 0 ] || { echo "SKIP: starting slurmd needs root"; exit 77; }
-
-work=$(mktemp -d /tmp/moe-slurm-test.XXXXXX)
-chmod 0755 "$work"  # munged wants every directory above its socket world-executable
-export SLURM_LOCAL_DIR=$work/cluster
-# A port pair nobody listens on, so that this cluster never meets another one on the machine.
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for _ in $(seq 1 50); do
-  port=$((20000 + RANDOM % 30000))
-  if port_free "$port" && port_free "$((port + 1))"; then break; fi
-done
-export SLURM_LOCAL_PORT=$port
-cluster=$src/slurm/slurm-local.sh
+source "$src/tests/slurm/local_cluster.sh" moe-slurm-test
 
 finish() {
   rc=$?

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "src/ckpt/directory.h"
+#include "tests/child_env.h"
 #include "tests/test_util.h"
 
 namespace moe::test {
@@ -29,15 +30,7 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
   if (pid == 0) {
     FILE* f = std::freopen(log.c_str(), "w", stdout);
     if (!f || ::dup2(::fileno(stdout), 2) < 0) _exit(127);
-    // A fresh singleton: nothing of this process's MPI environment may leak into the child.
-    for (char** e = environ; *e;) {
-      std::string kv = *e;
-      if (kv.rfind("OMPI_COMM_WORLD", 0) == 0 || kv.rfind("PMIX_", 0) == 0 ||
-          kv.rfind("OMPI_MCA_orte_ess", 0) == 0)
-        ::unsetenv(kv.substr(0, kv.find('=')).c_str());
-      else
-        ++e;
-    }
+    drop_mpi_environment();
     std::vector<char*> argv{const_cast<char*>(kMoe.c_str())};
     for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);

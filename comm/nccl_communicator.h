@@ -5,9 +5,7 @@
 // asynchronous error or a collective that outlives the timeout (a peer died or diverged) aborts
 // the communicator (ncclCommAbort) and throws moe::Error naming the call and the rank, so that
 // main can stop every rank instead of hanging.
-//
-// This header needs neither NCCL's nor CUDA's: it is included by launch code that builds without
-// CUDA, where make_nccl_communicator throws a clear error.
+// Built only with CUDA; code that builds either way includes comm/nccl.h (the factory).
 #pragma once
 #include <mpi.h>
 
@@ -15,6 +13,7 @@
 #include <string>
 
 #include "comm/communicator.h"
+#include "comm/nccl.h"
 
 struct ncclComm;
 struct CUstream_st;
@@ -28,13 +27,6 @@ namespace moe::comm {
 
 class MpiCommunicator;
 
-struct NcclOptions {
-  double timeout_s = 600;  // a collective unfinished after this long aborts the communicator
-  // Wait for every collective before returning: errors surface at the failing call and the
-  // caller's timers measure the transfer. false: only host-staged calls, barrier() and
-  // synchronize() wait; device work stays queued on the stream.
-  bool blocking = true;
-};
 
 class NcclCommunicator final : public Communicator {
  public:
@@ -88,9 +80,5 @@ class NcclCommunicator final : public Communicator {
   bool aborted_ = false;
 };
 
-// An NCCL communicator over the ranks of `comm`, on `backend`'s device and stream (backend must
-// be the CUDA backend). Throws InputError in a build without CUDA or for a CPU backend.
-std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm comm, ops::Backend& backend,
-                                                     NcclOptions opt = {});
 
 }  // namespace moe::comm

@@ -1,7 +1,7 @@
 // Stand-in for the NCCL communicator's factory in builds without CUDA (the name avoids the
 // "nccl_" pattern that CMake compiles only in CUDA builds).
 #ifndef MOE_HAVE_CUDA
-#include "comm/nccl_communicator.h"
+#include "comm/nccl.h"
 #include "src/core/error.h"
 
 namespace moe::comm {

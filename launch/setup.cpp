@@ -4,7 +4,7 @@
 #include <cstdlib>
 
 #include "comm/agree.h"
-#include "comm/nccl_communicator.h"
+#include "comm/nccl.h"
 #include "launch/commands.h"
 #include "launch/default_config.h"
 

@@ -8,10 +8,14 @@ matmul per expert, combined with index_add_. AdamW with the table's per-group le
 the base shape (all equal there). Prints one JSON line: tokens/s of a full training step
 (forward, backward, AdamW), the mean over --steps timed steps after --warmup steps.
 
-Written to be the strongest eager PyTorch we know for this shape on a CPU: fused qkv, in-place
-ops where they help, foreach AdamW, no autograd anomaly checks, one thread unless told.
+On a CPU (the default): the strongest eager PyTorch we know for this shape, fp32: fused qkv,
+in-place ops where they help, foreach AdamW, no autograd anomaly checks, one thread unless told.
+On a GPU (--device cuda --dtype bf16 --compile, what `moe bench step` passes for a CUDA config):
+bf16 autocast over fp32 master weights, causal scaled_dot_product_attention (flash), the experts
+as torch._grouped_mm over tokens sorted by expert (no host sync), fused AdamW, torch.compile.
 """
 import argparse
+import contextlib
 import json
 import math
 import time
@@ -43,6 +47,9 @@ class Attention(torch.nn.Module):
     def forward(self, x):
         B, T, N = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.h, N // self.h).permute(2, 0, 3, 1, 4)
+        if x.is_cuda:
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+            return self.out(o.transpose(1, 2).reshape(B, T, N))
         s = torch.baddbmm(self.mask.expand(B * self.h, T, T), q.reshape(-1, T, N // self.h),
                           k.reshape(-1, T, N // self.h).transpose(1, 2), alpha=self.scale)
         o = torch.bmm(s.softmax(-1), v.reshape(-1, T, N // self.h))
@@ -81,13 +88,21 @@ class MoE(torch.nn.Module):
         counts = torch.bincount(flat, minlength=self.M)
         tok = order // self.K
         xs = x.index_select(0, tok)
-        ys = torch.empty_like(xs)
-        start = 0
-        for e, c in enumerate(counts.tolist()):
-            if c:
-                h = F.gelu(xs[start:start + c] @ self.up[e].t(), approximate="tanh")
-                ys[start:start + c] = h @ self.down[e].t()
-            start += c
+        if x.is_cuda and hasattr(torch, "_grouped_mm"):
+            # One grouped GEMM per projection; offs = each expert's end row (no host sync).
+            offs = torch.cumsum(counts, 0).to(torch.int32)
+            bf = torch.bfloat16
+            h = torch._grouped_mm(xs.to(bf), self.up.to(bf).transpose(-2, -1), offs=offs)
+            h = F.gelu(h, approximate="tanh")
+            ys = torch._grouped_mm(h, self.down.to(bf).transpose(-2, -1), offs=offs).to(x.dtype)
+        else:
+            ys = torch.empty_like(xs)
+            start = 0
+            for e, c in enumerate(counts.tolist()):
+                if c:
+                    h = F.gelu(xs[start:start + c] @ self.up[e].t(), approximate="tanh")
+                    ys[start:start + c] = h @ self.down[e].t()
+                start += c
         ys = ys * (w.reshape(-1)[order] * self.c_agg).unsqueeze(1)
         out = torch.zeros_like(x).index_add_(0, tok, ys)
         f = counts.to(x.dtype) / (self.K * n)
@@ -114,7 +129,7 @@ class Model(torch.nn.Module):
 
     def forward(self, tok, tgt):
         T = tok.shape[1]
-        h = self.embed(tok) + self.pos(torch.arange(T))
+        h = self.embed(tok) + self.pos(torch.arange(T, device=tok.device))
         extra = 0.0
         for n1, attn, n2, moe in self.blocks:
             h = h + self.res * attn(n1(h))
@@ -135,26 +150,45 @@ def main():
     p.add_argument("--init_std", type=float, default=0.02)
     p.add_argument("--aux_loss", type=float, default=0.01)
     p.add_argument("--z_loss", type=float, default=0.001)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = Model(a)
+    dev = torch.device(a.device)
+    model = Model(a).to(dev)
+    fwd = torch.compile(model) if a.compile else model
+    cuda = dev.type == "cuda"
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), eps=1e-8,
-                            weight_decay=0.0, foreach=True)
+                            weight_decay=0.0, **({"fused": True} if cuda else {"foreach": True}))
     g = torch.Generator().manual_seed(1)
-    tok = torch.randint(0, a.vocab, (a.batch, a.seq_len + 1), generator=g)
+    tok = torch.randint(0, a.vocab, (a.batch, a.seq_len + 1), generator=g).to(dev)
+    # (a disabled autocast context is not free on torch 1.13's CPU path: leave it out for fp32)
+    autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if a.dtype == "bf16"
+                else contextlib.nullcontext())
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
     times = []
     for s in range(a.warmup + a.steps):
+        sync()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = model(tok[:, :-1], tok[:, 1:])
+        with autocast:
+            loss = fwd(tok[:, :-1], tok[:, 1:])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sync()
         if s >= a.warmup:
             times.append(time.perf_counter() - t0)
     step = sum(times) / len(times)
-    print(json.dumps({"impl": "pytorch-eager-fp32", "torch": torch.__version__,
+    impl = ("compiled " if a.compile else "eager ") + {"f32": "fp32", "bf16": "bf16"}[a.dtype]
+    impl += ", " + (torch.cuda.get_device_name(dev) if cuda else "%d thread(s)" % torch.get_num_threads())
+    print(json.dumps({"impl": impl, "torch": torch.__version__,
                       "threads": torch.get_num_threads(), "step_ms": 1e3 * step,
                       "tokens_per_s": a.batch * a.seq_len / step, "final_loss": loss.item()}))
 

@@ -30,11 +30,13 @@ double run_torch(const StepArgs& a, const config::Config& c, std::string& desc) 
   char cmd[2048];
   std::snprintf(cmd, sizeof cmd,
                 "%s %s --vocab %lld --seq_len %lld --width %lld --heads %lld --depth %lld --experts %lld "
-                "--top_k %lld --expert_width %lld --batch %lld --steps %d --warmup %d --preset %s --lr %g 2>&1",
+                "--top_k %lld --expert_width %lld --batch %lld --steps %d --warmup %d --preset %s --lr %g "
+                "--device %s --dtype %s%s 2>&1",
                 a.python.c_str(), script.c_str(), (long long)c.model.vocab, (long long)c.model.seq_len,
                 (long long)c.model.width, (long long)c.model.heads, (long long)c.model.depth,
                 (long long)c.moe.experts, (long long)c.moe.top_k, (long long)c.moe.expert_width,
-                (long long)c.train.batch, a.steps, a.warmup, c.parameterization.preset.c_str(), c.optim.lr);
+                (long long)c.train.batch, a.steps, a.warmup, c.parameterization.preset.c_str(), c.optim.lr,
+                c.parallel.device.c_str(), c.train.dtype.c_str(), c.parallel.device == "cuda" ? " --compile" : "");
   std::string out;
   if (FILE* p = popen(cmd, "r")) {
     char buf[512];
@@ -48,6 +50,7 @@ double run_torch(const StepArgs& a, const config::Config& c, std::string& desc) 
   }
   std::smatch v;
   desc = std::regex_search(out, v, std::regex("\"torch\": \"([^\"]+)\"")) ? "pytorch " + v[1].str() : "pytorch";
+  if (std::regex_search(out, v, std::regex("\"impl\": \"([^\"]+)\""))) desc += " " + v[1].str();
   return std::stod(m[1]);
 }
 
@@ -84,11 +87,11 @@ int run_step(const StepArgs& a) {
   }
   double tokens = double(cfg.train.batch * cfg.model.seq_len);
   if (w.rank() != 0) return 0;
-  std::printf("# bench step: V=%lld T=%lld N=%lld H=%lld L=%lld Ne=%lld M=%lld K=%lld B=%lld, %s f32, %d rank(s), %d steps after %d warm-up\n",
+  std::printf("# bench step: V=%lld T=%lld N=%lld H=%lld L=%lld Ne=%lld M=%lld K=%lld B=%lld, %s %s, %d rank(s), %d steps after %d warm-up\n",
               (long long)cfg.model.vocab, (long long)cfg.model.seq_len, (long long)cfg.model.width,
               (long long)cfg.model.heads, (long long)cfg.model.depth, (long long)cfg.moe.expert_width,
               (long long)cfg.moe.experts, (long long)cfg.moe.top_k, (long long)cfg.train.batch, be->name(),
-              w.size(), a.steps, a.warmup);
+              cfg.train.dtype.c_str(), w.size(), a.steps, a.warmup);
   std::printf("# best of %d alternating rounds per side\n", a.rounds);
   double mine = tokens / sec;
   const double fpt = metrics::flops_per_token(cfg);
@@ -101,11 +104,11 @@ int run_step(const StepArgs& a) {
   };
   std::printf("model FLOPs per token: %.4g (6 x %.4g active matmul params + 12 L T N)\n", fpt,
               metrics::active_matmul_params(cfg));
-  std::printf("%-36s %12s %10s %10s %8s\n", "implementation", "tokens/s", "ms/step", "TFLOP/s", "MFU");
-  std::printf("%-36s %12.0f %10.2f %10.3f %8s\n", (std::string("moe (") + be->name() + ", 1 thread/rank)").c_str(),
+  std::printf("%-44s %12s %10s %10s %8s\n", "implementation", "tokens/s", "ms/step", "TFLOP/s", "MFU");
+  std::printf("%-44s %12.0f %10.2f %10.3f %8s\n", (std::string("moe (") + be->name() + (be->device() == Device::CUDA ? ")" : ", 1 thread/rank)")).c_str(),
               mine, 1e3 * sec, mine * fpt / 1e12, mfu(mine).c_str());
   if (peer > 0) {
-    std::printf("%-36s %12.0f %10.2f %10.3f %8s\n", (peer_desc + " eager fp32, 1 thread").c_str(), peer,
+    std::printf("%-44s %12.0f %10.2f %10.3f %8s\n", peer_desc.c_str(), peer,
                 1e3 * tokens / peer, peer * fpt / 1e12, mfu(peer).c_str());
     std::printf("speedup over pytorch: %.2fx\n", mine / peer);
   }

@@ -18,18 +18,27 @@ void print_error(const std::string& msg) {
   std::fflush(stderr);
 }
 
-void run_agreed(Communicator& world, const std::function<void()>& fn) {
-  int64_t code = 0;
-  std::string msg;
+namespace {
+
+// Runs fn on this rank only: 0, or the exit code of what it threw (its message into msg).
+int64_t run_capturing(const std::function<void()>& fn, std::string& msg) {
   try {
     fn();
   } catch (const Error& e) {
-    code = e.exit_code();
     msg = e.what();
+    return e.exit_code();
   } catch (const std::exception& e) {
-    code = kExitInternal;
     msg = e.what();
+    return kExitInternal;
   }
+  return 0;
+}
+
+}  // namespace
+
+void run_agreed(Communicator& world, const std::function<void()>& fn) {
+  std::string msg;
+  const int64_t code = run_capturing(fn, msg);
   int64_t v[2] = {code, code ? -int64_t(world.rank()) : int64_t(INT_MIN)};
   world.all_reduce(v, 2, DType::I64, ReduceOp::Max);
   if (v[0] == 0) return;
@@ -38,17 +47,8 @@ void run_agreed(Communicator& world, const std::function<void()>& fn) {
 }
 
 void run_agreed_rethrow(Communicator& world, const std::function<void()>& fn) {
-  int64_t code = 0;
   std::string msg;
-  try {
-    fn();
-  } catch (const Error& e) {
-    code = e.exit_code();
-    msg = e.what();
-  } catch (const std::exception& e) {
-    code = kExitInternal;
-    msg = e.what();
-  }
+  const int64_t code = run_capturing(fn, msg);
   int64_t v[2] = {code ? 1 : 0, code ? -int64_t(world.rank()) : int64_t(INT_MIN)};
   world.all_reduce(v, 2, DType::I64, ReduceOp::Max);
   if (v[0] == 0) return;

@@ -23,19 +23,7 @@ esac
 exec mpirun "\$@"
 SH
 chmod +x "$work/mpirun.sh"
-cat > "$work/base.toml" <<'TOML'
-[model]
-vocab = 64
-seq_len = 16
-width = 16
-heads = 2
-depth = 1
-[moe]
-experts = 4
-top_k = 2
-expert_width = 16
-[parameterization]
-base = { width = 16, expert_width = 16, experts = 4, top_k = 2, depth = 1 }
+cat "$src/tests/fixtures/tiny_moe.toml" - > "$work/base.toml" <<'TOML'
 [optim]
 warmup = 1
 [train]

@@ -16,26 +16,13 @@
 
 namespace moe::test {
 
-// The invariance test's model (V=64 T=16 N=32 H=2 L=2 M=8 K=2 Ne=32, MSSP: sigmoid gate and
-// expert bias), with a batch that every world size 1..4 divides.
+// The invariance test's model (small_moe_config: MSSP, sigmoid gate and expert bias), with a
+// batch that every world size 1..4 divides.
 inline config::Config ckpt_config(const std::string& run_dir) {
-  config::Config c;
+  config::Config c = small_moe_config();
   c.run.dir = run_dir;
-  c.model.vocab = 64;
-  c.model.seq_len = 16;
-  c.model.width = 32;
-  c.model.heads = 2;
-  c.model.depth = 2;
-  c.moe.experts = 8;
-  c.moe.top_k = 2;
-  c.moe.expert_width = 32;
   c.moe.bias_update_rate = 1e-2;  // visible biases after a few steps
-  c.parameterization.base = {32, 32, 8, 2, 2, {}};
   c.train.batch = 12;
-  c.train.steps = 20;
-  c.optim.warmup = 5;
-  c.data.branching = 4;
-  c.data.copy_lag = 4;
   return c;
 }
 

@@ -11,22 +11,9 @@ namespace moe::test {
 namespace {
 
 config::Config invariance_config(double capacity) {
-  config::Config c;
-  c.model.vocab = 64;
-  c.model.seq_len = 16;
-  c.model.width = 32;
-  c.model.heads = 2;
-  c.model.depth = 2;
-  c.moe.experts = 8;
-  c.moe.top_k = 2;
-  c.moe.expert_width = 32;
+  config::Config c = small_moe_config();
   c.moe.capacity_factor = capacity;
-  c.parameterization.base = {32, 32, 8, 2, 2, {}};
   c.train.batch = 8;
-  c.train.steps = 20;
-  c.optim.warmup = 5;
-  c.data.branching = 4;
-  c.data.copy_lag = 4;
   return c;
 }
 

@@ -36,19 +36,7 @@ eval "$(bash "$cluster" env)"
 # Open MPI as root, oversubscribed (array tasks may run mpirun): what scripts/env.sh exports.
 source "$src/scripts/env.sh"
 
-cat > "$work/base.toml" <<'TOML'
-[model]
-vocab = 64
-seq_len = 16
-width = 16
-heads = 2
-depth = 1
-[moe]
-experts = 4
-top_k = 2
-expert_width = 16
-[parameterization]
-base = { width = 16, expert_width = 16, experts = 4, top_k = 2, depth = 1 }
+cat "$src/tests/fixtures/tiny_moe.toml" - > "$work/base.toml" <<'TOML'
 [optim]
 warmup = 1
 [train]
@@ -128,21 +116,9 @@ check grep -q "runs: 4 (4 finished, 0 failed, 0 pending" "$work/sweep/summary.tx
 
 echo "=== 4. slurm/train.sbatch: one run on 2 ranks through srun --mpi=pmix"
 if srun --mpi=list 2>&1 | grep -q pmix; then
-  cat > "$work/train.toml" <<TOML
+  cat "$src/tests/fixtures/tiny_moe.toml" - > "$work/train.toml" <<TOML
 [run]
 dir = "$work/train_run"
-[model]
-vocab = 64
-seq_len = 16
-width = 16
-heads = 2
-depth = 1
-[moe]
-experts = 4
-top_k = 2
-expert_width = 16
-[parameterization]
-base = { width = 16, expert_width = 16, experts = 4, top_k = 2, depth = 1 }
 [train]
 steps = 4
 batch = 4

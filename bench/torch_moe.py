@@ -3,7 +3,7 @@
 
 Pre-norm decoder: h0 = W_E[tok] + W_P[pos]; h += m_res * Attn(RMSNorm(h)); h += m_res *
 MoE(RMSNorm(h)); logits = RMSNorm(h) W_U^T; loss = CE + Switch aux + z-loss. MoE routes with
-sigmoid (mssp) or softmax gates, top-K (+ expert bias for mssp), tokens sorted by expert and one
+sigmoid (mup, mssp, jiang) or softmax (sp) gates, top-K (+ expert bias for jiang), tokens sorted by expert and one
 matmul per expert, combined with index_add_. AdamW with the table's per-group learning rates at
 the base shape (all equal there). Prints one JSON line: tokens/s of a full training step
 (forward, backward, AdamW), the mean over --steps timed steps after --warmup steps.
@@ -60,7 +60,10 @@ class MoE(torch.nn.Module):
     def __init__(self, a):
         super().__init__()
         M, K, N, F_ = a.experts, a.top_k, a.width, a.expert_width
-        self.M, self.K, self.sigmoid = M, K, a.preset == "mssp"
+        # sp: softmax top-K renormalised; mup, mssp (the MSSP paper) and jiang: sigmoid gates
+        # times 1/K; mup and mssp balance on the chosen gates (the paper's Switch loss).
+        self.M, self.K, self.sigmoid = M, K, a.preset != "sp"
+        self.aux_selected = a.preset in ("mup", "mssp")
         self.router = torch.nn.Linear(N, M, bias=False)
         self.up = torch.nn.Parameter(torch.randn(M, F_, N) * a.init_std)
         self.down = torch.nn.Parameter(torch.randn(M, N, F_) * a.init_std)
@@ -77,7 +80,10 @@ class MoE(torch.nn.Module):
             g = torch.sigmoid(r)
             _, idx = torch.topk(g + self.bias, self.K, dim=-1)
             w = g.gather(1, idx)
-            p = g / g.sum(-1, keepdim=True)
+            if self.aux_selected:
+                p = torch.zeros_like(g).scatter(1, idx, w * self.c_agg)
+            else:
+                p = g / g.sum(-1, keepdim=True)
         else:
             g = r.softmax(-1)
             w, idx = torch.topk(g, self.K, dim=-1)
@@ -105,7 +111,7 @@ class MoE(torch.nn.Module):
                 start += c
         ys = ys * (w.reshape(-1)[order] * self.c_agg).unsqueeze(1)
         out = torch.zeros_like(x).index_add_(0, tok, ys)
-        f = counts.to(x.dtype) / (self.K * n)
+        f = counts.to(x.dtype) / ((1 if self.aux_selected else self.K) * n)
         aux = self.aux * self.M * (f * p.mean(0)).sum()
         z = self.z * torch.logsumexp(r, -1).pow(2).mean()
         return out.view(B, T, N), aux + z

@@ -46,7 +46,7 @@ int run_coord(const CoordArgs& a) {
   }
   spec.presets = split_list<std::string>(a.presets, [](const std::string& s) { return s; });
   for (const auto& p : spec.presets)
-    if (p != "sp" && p != "mup" && p != "mssp") throw InputError("--presets: unknown preset " + p, true);
+    if (p != "sp" && p != "mup" && p != "mssp" && p != "jiang") throw InputError("--presets: unknown preset " + p, true);
   auto backend = ops::make_cpu_backend();
   train::CoordResult r = train::coord_check(spec, world(), *backend);
   std::string out = a.out.empty() ? spec.base.run.dir : a.out;
@@ -75,9 +75,9 @@ void add_coord_check(CLI::App& app, std::vector<Command>& cmds) {
   sub->add_option("--axis", a->axis, "N | Ne | M (K/M fixed) | K | L, or a regime I | II | III")
       ->check(CLI::IsMember({"N", "Ne", "M", "K", "L", "I", "II", "III"}));
   sub->add_option("--scales", a->scales, "comma-separated scale factors");
-  sub->add_option("--steps", a->steps, "training steps on the fixed batch")->check(CLI::PositiveNumber);
+  sub->add_option("--steps", a->steps, "training steps on the fixed batch (0: the initial forward pass only)")->check(CLI::NonNegativeNumber);
   sub->add_option("--seeds", a->seeds, "initializations averaged")->check(CLI::PositiveNumber);
-  sub->add_option("--presets", a->presets, "comma-separated: sp,mup,mssp");
+  sub->add_option("--presets", a->presets, "comma-separated: sp,mup,mssp,jiang");
   sub->add_option("--optimizer", a->optimizer, "adam | sgd")->check(CLI::IsMember({"adam", "adamw", "sgd"}));
   sub->add_option("--out", a->out, "output directory (default: the config's run.dir)");
   sub->add_option("--tolerance", a->tolerance, "|slope| below which a site counts as stable");

@@ -14,9 +14,15 @@ ops::RouterOptions router_options(const optim::ParamTable& t, int top_k) {
   o.top_k = top_k;
   o.renormalize = t.layer.renormalize;
   o.use_bias = t.layer.expert_bias;
+  o.aux_selected = t.layer.aux_selected;
   return o;
 }
 }  // namespace
+
+uint32_t init_stream(const optim::Param& p, int64_t local_expert, bool tied) {
+  if (!p.expert) return 0;
+  return tied ? 1u : static_cast<uint32_t>(1 + p.expert_offset + local_expert);
+}
 
 Transformer::Transformer(const config::Config& cfg, const optim::ParamTable& table,
                          comm::ParallelContext& ctx, DType dtype)
@@ -112,11 +118,10 @@ void Transformer::init_params(uint64_t seed) {
     const int64_t units = p.expert ? p.shape[0] : 1, per = p.numel() / units;
     rng::Key key = rng::make_key(seed, p.name);
     for (int64_t u = 0; u < units; ++u) {
-      // stream 0 for dense tensors, 1 + global expert index for experts
-      uint32_t stream = p.expert ? static_cast<uint32_t>(1 + p.expert_offset + u) : 0;
+      const uint32_t stream = init_stream(p, u, r.init_kind == "tied");
       for (int64_t i = 0; i < per; ++i) {
         double v = r.init_kind == "ones" ? 1.0
-                   : r.init_kind == "zeros" ? 0.0
+                   : r.init_kind == "zero" ? 0.0
                    : r.init_std * rng::normal(key, i, stream);
         if (dtype_ == DType::F64) host.data<double>()[u * per + i] = v;
         else host.data<float>()[u * per + i] = static_cast<float>(v);

@@ -18,6 +18,11 @@
 
 namespace moe::models {
 
+// The Philox stream of one init unit: 0 for a dense tensor, 1 + global expert index for an
+// expert, and expert 0's stream (1) for every expert of a tied group, so that tied experts are
+// identical at any expert-parallel size without communication.
+uint32_t init_stream(const optim::Param& p, int64_t local_expert, bool tied);
+
 // One rank's slice of the global batch, on the compute device.
 struct Batch {
   Tensor inputs;   // (B_local * T) i32
@@ -33,7 +38,7 @@ class Transformer {
  public:
   Transformer(const config::Config& cfg, const optim::ParamTable& table, comm::ParallelContext& ctx,
               DType dtype);
-  // Philox init keyed by (seed, parameter name, global expert index).
+  // Philox init keyed by (seed, parameter name, global expert index; expert 0 when tied).
   void init_params(uint64_t seed);
   // Forward and, when `backward`, the gradients (added to the parameters' grads).
   LossParts run(const Batch& batch, bool backward);

@@ -90,6 +90,7 @@ inline config::Config tiny_config() {
   c.moe.top_k = 2;
   c.moe.expert_width = 6;
   c.parameterization.base = {8, 6, 4, 2, 2, {}};
+  c.parameterization.regime = "III";
   c.parameterization.init_std = 0.5;
   c.train.batch = 4;
   c.data.branching = 3;

@@ -53,13 +53,18 @@ void MoeLayer::forward(const Tensor& x, Tensor& out, Probe* probe, int layer) {
   for (int64_t i = 0; i <= M; ++i)
     st[i] = host_stats.dtype() == DType::F64 ? host_stats.data<double>()[i] : host_stats.data<float>()[i];
   ctx_.world->all_reduce(st.data(), M + 1, DType::F64, comm::ReduceOp::Sum);
+  // Switch: aux = M sum_i f_i P_i, f_i the fraction of assignments to expert i and P_i the mean
+  // probability. With aux_selected (the MSSP paper's code) f_i counts per token (sums to K) and
+  // P_i averages the scaled gates c_agg g of the chosen experts.
   const double ng = double(opt_.global_tokens);
+  const bool selected = router_->options().aux_selected;
   std::vector<double> coef(M);
   stats_.aux_loss = 0;
   for (int64_t i = 0; i < M; ++i) {
-    double f = double(stats_.load.routed[i]) / (double(K) * ng);
-    stats_.aux_loss += opt_.aux_loss * double(M) * f * st[i] / ng;
-    coef[i] = opt_.aux_loss * double(M) * f / ng;
+    double f = double(stats_.load.routed[i]) / ((selected ? 1.0 : double(K)) * ng);
+    double pscale = selected ? opt_.c_agg : 1.0;
+    stats_.aux_loss += opt_.aux_loss * double(M) * f * pscale * st[i] / ng;
+    coef[i] = opt_.aux_loss * double(M) * f * pscale / ng;
   }
   stats_.z_loss = opt_.z_loss * st[M] / ng;
   if (opt_.aux_loss > 0) {

@@ -48,6 +48,15 @@ struct MoeConfig {
   std::optional<bool> renormalize;         // w_i = g_i / sum_topK g
   std::optional<std::string> aggregation;  // sum (c_agg = 1) | mean (c_agg = 1/K)
   std::optional<bool> expert_bias;         // aux-loss-free balancing bias on selection
+  // Gate scale (base_top_k / top_k)^gate_alpha on the combine weights (the paper's
+  // moe_scaling_alpha; 1 with base_top_k = 1 is the mean over the K active experts). Unset: the
+  // preset's value. Exclusive with `aggregation`.
+  std::optional<double> gate_alpha;
+  int64_t base_top_k = 1;                  // K0 of the gate scale
+  // Switch load-balancing probabilities: "all" = the gate distribution over every expert
+  // (softmax, or sigmoids normalised over M); "selected" = the scaled gates of the K chosen
+  // experts, zero elsewhere (the paper's code). Unset: the preset's value.
+  std::optional<std::string> aux_probs;
   double bias_update_rate = 1e-3;          // u in b_i -= u * sign(load_i - 1/M)
   double capacity_factor = 0.0;            // 0 = dropless
   double aux_loss = 0.01;                  // Switch load-balancing coefficient
@@ -61,6 +70,9 @@ struct MoeConfig {
     v("renormalize", renormalize);
     v("aggregation", aggregation);
     v("expert_bias", expert_bias);
+    v("gate_alpha", gate_alpha);
+    v("base_top_k", base_top_k);
+    v("aux_probs", aux_probs);
     v("bias_update_rate", bias_update_rate);
     v("capacity_factor", capacity_factor);
     v("aux_loss", aux_loss);
@@ -119,7 +131,7 @@ struct GroupOverride {
 
 // Per-group base values at the base shape; unset entries fall back to the section defaults.
 struct GroupBase {
-  std::optional<double> init_std;  // sigma
+  std::optional<double> init_std;  // sigma: the absolute init std at the base shape
   std::optional<double> lr;        // eta (absolute); default = optim.lr * lr_mult
   std::optional<double> lr_mult;   // eta = optim.lr * lr_mult
   template <class V> void visit(V& v) {
@@ -129,21 +141,41 @@ struct GroupBase {
   }
 };
 
+// Tuned factors at the base shape (the paper's *_lr_mult and *_init_mult): the group's learning
+// rate is optim.lr * lr * (its rule), its init std (its rule's base std) * init * (its rule).
+struct GroupMultiplier {
+  std::optional<double> lr;
+  std::optional<double> init;
+  template <class V> void visit(V& v) {
+    v("lr", lr);
+    v("init", init);
+  }
+};
+
 struct ParamConfig {
-  std::string preset = "mssp";  // sp | mup | mssp
+  // sp | mup (the MSSP paper's muP baseline) | mssp (the paper's MSSP) | jiang (arXiv 2601.20205)
+  std::string preset = "mssp";
+  // auto | I | II | III: which dimensions scale (parameterization.md). auto infers it from the
+  // dimensions that differ from the base; mup and mssp need one.
+  std::string regime = "auto";
   BaseShape base;
-  double init_std = 0.02;  // sigma for every group without its own
+  double init_std = 0.02;  // sigma of the embeddings, and of every group of sp and jiang
   std::optional<double> depth_alpha;  // residual m_L^-alpha; default from the preset
-  bool scale_eps = false;  // CompleteP: hidden Adam eps * m_N^-1 * m_L^-alpha
-  std::map<std::string, GroupBase> groups;          // [parameterization.groups.<group>]
-  std::map<std::string, GroupOverride> overrides;   // [parameterization.overrides.<group>]
+  bool scale_eps = false;  // sp/jiang, CompleteP: hidden Adam eps * m_N^-1 * m_L^-alpha
+  bool global_eps = false;  // mup/mssp: one Adam eps for every group (the paper's second baseline)
+  std::map<std::string, GroupBase> groups;             // [parameterization.groups.<group>]
+  std::map<std::string, GroupMultiplier> multipliers;  // [parameterization.multipliers.<group>]
+  std::map<std::string, GroupOverride> overrides;      // [parameterization.overrides.<group>]
   template <class V> void visit(V& v) {
     v("preset", preset);
+    v("regime", regime);
     v("base", base);
     v("init_std", init_std);
     v("depth_alpha", depth_alpha);
     v("scale_eps", scale_eps);
+    v("global_eps", global_eps);
     v("groups", groups);
+    v("multipliers", multipliers);
     v("overrides", overrides);
   }
 };

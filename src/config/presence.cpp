@@ -22,7 +22,7 @@ void check_presence(const toml::table& root, const TomlContext& ctx) {
   if (base) return;  // not a table: the typed read reports its type
   const toml::node* preset = p->get("preset");
   const std::string name = preset && preset->is_string() ? *preset->value<std::string>() : "";
-  if (name == "mup" || name == "mssp")
+  if (name == "mup" || name == "mssp" || name == "jiang")
     ctx.fail(
         "parameterization.base",
         "missing: preset \"" + name +

@@ -5,6 +5,7 @@
 #include "src/config/config.h"
 #include "src/core/error.h"
 #include "src/optim/groups.h"
+#include "src/optim/regime.h"
 
 namespace moe::config {
 namespace {
@@ -56,13 +57,19 @@ void validate(const Config& c, const std::string& origin, int world_size) {
   ck.one_of(e.activation, "moe.activation", {"gelu", "swiglu"});
   if (e.gate) ck.one_of(*e.gate, "moe.gate", {"softmax", "sigmoid"});
   if (e.aggregation) ck.one_of(*e.aggregation, "moe.aggregation", {"sum", "mean"});
+  if (e.gate_alpha) ck.range(*e.gate_alpha, 0, 4, "moe.gate_alpha");
+  ck.require(!(e.gate_alpha && e.aggregation), "moe.gate_alpha",
+             "set moe.gate_alpha (gate scale (base_top_k/top_k)^alpha) or moe.aggregation, not both");
+  ck.positive(e.base_top_k, "moe.base_top_k");
+  if (e.aux_probs) ck.one_of(*e.aux_probs, "moe.aux_probs", {"all", "selected"});
   ck.require(e.capacity_factor >= 0, "moe.capacity_factor", "must be >= 0 (0 = dropless)");
   ck.require(e.aux_loss >= 0, "moe.aux_loss", "must be >= 0");
   ck.require(e.z_loss >= 0, "moe.z_loss", "must be >= 0");
   ck.require(e.bias_update_rate >= 0, "moe.bias_update_rate", "must be >= 0");
 
   const ParamConfig& p = c.parameterization;
-  ck.one_of(p.preset, "parameterization.preset", {"sp", "mup", "mssp"});
+  ck.one_of(p.preset, "parameterization.preset", {"sp", "mup", "mssp", "jiang"});
+  ck.one_of(p.regime, "parameterization.regime", {"auto", "I", "II", "III"});
   ck.positive(p.base.width, "parameterization.base.width");
   ck.positive(p.base.expert_width, "parameterization.base.expert_width");
   ck.positive(p.base.experts, "parameterization.base.experts");
@@ -82,6 +89,19 @@ void validate(const Config& c, const std::string& origin, int world_size) {
     if (g.lr) ck.require(*g.lr > 0, key + ".lr", "must be > 0");
     if (g.lr_mult) ck.require(*g.lr_mult > 0, key + ".lr_mult", "must be > 0");
     ck.require(!(g.lr && g.lr_mult), key, "set lr or lr_mult, not both");
+  }
+  for (const auto& [name, g] : p.multipliers) {
+    std::string key = "parameterization.multipliers." + name;
+    ck.require(optim::group_from_name(name).has_value(), key, "unknown parameter group");
+    if (g.lr) ck.require(*g.lr > 0 && *g.lr < 1e12, key + ".lr", "must be > 0");
+    if (g.init) ck.require(*g.init >= 0 && *g.init < 1e12, key + ".init", "must be >= 0");
+    auto gb = p.groups.find(name);
+    if (gb != p.groups.end()) {
+      ck.require(!(g.lr && (gb->second.lr || gb->second.lr_mult)), key + ".lr",
+                 "parameterization.groups." + name + " sets this group's learning rate already");
+      ck.require(!(g.init && gb->second.init_std), key + ".init",
+                 "parameterization.groups." + name + ".init_std sets this group's init already");
+    }
   }
   for (const auto& [name, o] : p.overrides)
     ck.require(optim::group_from_name(name).has_value(), "parameterization.overrides." + name,
@@ -146,6 +166,24 @@ void validate(const Config& c, const std::string& origin, int world_size) {
   const CheckpointConfig& k = c.checkpoint;
   ck.require(k.every >= 0, "checkpoint.every", "must be >= 0 (0 = only at the end)");
   ck.positive(k.keep, "checkpoint.keep");
+
+  // Last: a shape that does not decide the regime is a statement about the whole config, so
+  // any single bad key is reported first.
+  if (p.preset == "mup" || p.preset == "mssp") {
+    ck.require(!p.scale_eps, "parameterization.scale_eps",
+               "applies to sp and jiang; mup and mssp scale Adam eps per group (global_eps = true for one eps)");
+    if (p.regime == "auto") {
+      std::string why;
+      auto r = optim::infer_regime({m.width, e.expert_width, e.experts, e.top_k, p.base.width,
+                                    p.base.expert_width, p.base.experts, p.base.top_k},
+                                   &why);
+      ck.require(r.has_value(), "parameterization.regime",
+                 "\"auto\" cannot decide: " + why + "; preset \"" + p.preset +
+                     "\" has different rules in each regime, so set regime = \"I\", \"II\" or \"III\"");
+    }
+  } else {
+    ck.require(!p.global_eps, "parameterization.global_eps", "applies to mup and mssp");
+  }
 }
 
 }  // namespace moe::config

@@ -28,6 +28,9 @@ struct RouterOptions {
   int top_k = 1;
   bool renormalize = true;  // w_i = g_i / sum over the top-K of g_j
   bool use_bias = false;    // select on g + b (aux-loss-free balancing); b never enters w
+  // Switch aux-loss probabilities: the chosen experts' gates, zero elsewhere (the MSSP paper's
+  // code); otherwise the gate distribution over every expert (softmax, or sigmoids / their sum).
+  bool aux_selected = false;
 };
 
 class Backend {
@@ -96,7 +99,8 @@ class Backend {
   // ---- router (always the master dtype: f32, or f64 in gradient checks) ----
   // logits (n, M); bias (M) or undefined; writes gates g (n, M), idx (n, K) i32, w (n, K) and
   // stats (M + 1): sum over rows of the load-balancing probabilities p (p = g for softmax,
-  // g / sum g for sigmoid) and, at M, the sum of logsumexp(logits)^2 (for the z-loss).
+  // g / sum g for sigmoid; with aux_selected p = g on the K chosen experts, 0 elsewhere) and,
+  // at M, the sum of logsumexp(logits)^2 (for the z-loss).
   virtual void router_forward(const Tensor& logits, const Tensor& bias, const RouterOptions& opt,
                               Tensor& gates, Tensor& idx, Tensor& w, Tensor& stats) = 0;
   // dw (n, K) -> dlogits (n, M), adding the aux-loss gradient (d loss / d p = aux_coef (M), or

@@ -42,9 +42,12 @@ std::vector<std::pair<std::string, std::string>> layer_rows(const ParamTable& t)
   return {{"depth_alpha", num(L.depth_alpha)},
           {"residual_mult", num(L.residual_mult)},
           {"c_agg", num(L.c_agg)},
+          {"gate_alpha", num(L.gate_alpha)},
+          {"base_top_k", std::to_string(L.base_top_k)},
           {"gate", gate_name(L.gate)},
           {"renormalize", L.renormalize ? "true" : "false"},
           {"expert_bias", L.expert_bias ? "true" : "false"},
+          {"aux_probs", L.aux_selected ? "selected" : "all"},
           {"attn_scale", num(L.attn_scale)},
           {"output_mult", num(L.output_mult)}};
 }
@@ -55,18 +58,19 @@ std::string format_table(const ParamTable& t, const std::string& format) {
   std::ostringstream os;
   const char* opt = t.optimizer == OptimizerKind::Adam ? "adam" : "sgd";
   if (format == "csv") {
-    os << "group,kind,fan_in,fan_out,init_std,multiplier,lr,eps,weight_decay,init,init_rule,"
-          "multiplier_rule,lr_rule,overridden\n";
+    os << "group,kind,fan_in,fan_out,init_std,multiplier,lr,eps,weight_decay,init,effective_decay,"
+          "init_rule,multiplier_rule,lr_rule,eps_rule,init_mult,lr_mult,overridden\n";
     for (const GroupRule& r : t.groups)
       os << group_name(r.group) << "," << r.kind << "," << r.fan_in << "," << r.fan_out << ","
          << num(r.init_std) << "," << num(r.multiplier) << "," << num(r.lr) << "," << num(r.eps) << ","
-         << num(r.weight_decay) << "," << r.init_kind << "," << r.init_e.str() << ","
-         << r.mult_e.str() << "," << r.lr_e.str() << "," << join(r.overridden, ";") << "\n";
+         << num(r.weight_decay) << "," << r.init_kind << "," << num(r.effective_decay) << ","
+         << r.init_e.str() << "," << r.mult_e.str() << "," << r.lr_e.str() << "," << r.eps_e.str() << ","
+         << num(r.init_mult) << "," << num(r.lr_mult) << "," << join(r.overridden, ";") << "\n";
     return os.str();
   }
   if (format == "json") {
     metrics::Json j;
-    j.begin_object().kv("preset", t.preset).kv("optimizer", opt);
+    j.begin_object().kv("preset", t.preset).kv("regime", t.regime).kv("optimizer", opt);
     const ModelShape& s = t.shape;
     j.key("shape").begin_object().kv("N", s.s.N).kv("Ne", s.s.Ne).kv("M", s.s.M).kv("K", s.s.K).kv("L", s.s.L).end_object();
     j.key("base").begin_object().kv("N", s.base.N).kv("Ne", s.base.Ne).kv("M", s.base.M).kv("K", s.base.K).kv("L", s.base.L).end_object();
@@ -75,7 +79,9 @@ std::string format_table(const ParamTable& t, const std::string& format) {
       j.begin_object().kv("group", std::string(group_name(r.group))).kv("kind", r.kind);
       j.kv("fan_in", r.fan_in).kv("fan_out", r.fan_out).kv("init_std", r.init_std);
       j.kv("multiplier", r.multiplier).kv("lr", r.lr).kv("eps", r.eps).kv("weight_decay", r.weight_decay);
-      j.kv("init", r.init_kind).kv("init_rule", r.init_e.str()).kv("lr_rule", r.lr_e.str());
+      j.kv("init", r.init_kind).kv("effective_decay", r.effective_decay);
+      j.kv("init_rule", r.init_e.str()).kv("lr_rule", r.lr_e.str()).kv("eps_rule", r.eps_e.str());
+      j.kv("init_mult", r.init_mult).kv("lr_mult", r.lr_mult);
       j.key("overridden").begin_array();
       for (const auto& o : r.overridden) j.value(o);
       j.end_array().end_object();
@@ -89,17 +95,18 @@ std::string format_table(const ParamTable& t, const std::string& format) {
     return j.str() + "\n";
   }
   MOE_CHECK(format == "text", "unknown format ", format, " (text, csv, json)");
-  os << "preset " << t.preset << ", optimizer " << opt << "\n" << shape_line(t) << "\n\n";
-  os << pad("group", 12) << pad("kind", 8) << pad("fan_in", 8) << pad("fan_out", 8) << pad("init_std", 12)
-     << pad("init rule", 22) << pad("mult", 8) << pad("lr", 12) << pad("lr rule", 22) << pad("eps", 10)
-     << pad("wd", 8) << "overridden\n";
+  os << "preset " << t.preset << ", regime " << t.regime << ", optimizer " << opt << "\n" << shape_line(t) << "\n\n";
+  os << pad("group", 12) << pad("kind", 8) << pad("fan_in", 8) << pad("fan_out", 8) << pad("init", 7)
+     << pad("init_std", 12) << pad("init rule", 26) << pad("mult", 8) << pad("lr", 12) << pad("lr rule", 22)
+     << pad("eps", 12) << pad("eps rule", 16) << pad("wd", 10) << pad("eff. decay", 12) << "overridden\n";
   for (const GroupRule& r : t.groups) {
-    std::string init = r.init_kind == "normal" ? num(r.init_std) : r.init_kind;
-    std::string init_rule = r.init_kind == "normal" ? "sigma " + r.init_e.str() : "-";
+    const bool has_std = r.init_kind == "normal" || r.init_kind == "tied";
+    std::string init_rule = has_std ? num(r.sigma) + " " + r.init_e.str() : "-";
     os << pad(std::string(group_name(r.group)), 12) << pad(r.kind, 8) << pad(std::to_string(r.fan_in), 8)
-       << pad(std::to_string(r.fan_out), 8) << pad(init, 12) << pad(init_rule, 22) << pad(num(r.multiplier), 8)
-       << pad(num(r.lr), 12) << pad("eta " + r.lr_e.str(), 22) << pad(num(r.eps), 10)
-       << pad(num(r.weight_decay), 8) << join(r.overridden, ",") << "\n";
+       << pad(std::to_string(r.fan_out), 8) << pad(r.init_kind, 7) << pad(has_std ? num(r.init_std) : "-", 12)
+       << pad(init_rule, 26) << pad(num(r.multiplier), 8) << pad(num(r.lr), 12)
+       << pad(num(r.eta) + " " + r.lr_e.str(), 22) << pad(num(r.eps), 12) << pad(num(r.base_eps) + " " + r.eps_e.str(), 16)
+       << pad(num(r.weight_decay), 10) << pad(num(r.effective_decay), 12) << join(r.overridden, ",") << "\n";
   }
   os << "\nlayer:";
   for (const auto& [k, v] : layer_rows(t)) os << " " << k << "=" << v;
@@ -110,12 +117,15 @@ std::string format_table(const ParamTable& t, const std::string& format) {
 
 std::string format_diff(const ParamTable& a, const ParamTable& b) {
   std::ostringstream os;
-  os << "A: " << shape_line(a) << " [" << a.preset << "]\nB: " << shape_line(b) << " [" << b.preset << "]\n\n";
+  os << "A: " << shape_line(a) << " [" << a.preset << ", regime " << a.regime << "]\nB: " << shape_line(b) << " ["
+     << b.preset << ", regime " << b.regime << "]\n\n";
   os << pad("group", 12) << pad("entry", 14) << pad("A", 14) << pad("B", 14) << "B/A\n";
   int changes = 0;
-  auto row = [&](const std::string& g, const std::string& e, double x, double y) {
-    if (x == y) return;
-    ++changes;
+  // init_std, lr, eps and decays always (the ratio is what a researcher checks); the rest when
+  // they differ.
+  auto row = [&](const std::string& g, const std::string& e, double x, double y, bool always = false) {
+    if (x != y) ++changes;
+    if (x == y && !always) return;
     os << pad(g, 12) << pad(e, 14) << pad(num(x), 14) << pad(num(y), 14)
        << (x != 0 ? num(y / x) : std::string("-")) << "\n";
   };
@@ -124,11 +134,16 @@ std::string format_diff(const ParamTable& a, const ParamTable& b) {
     std::string g(group_name(x.group));
     row(g, "fan_in", double(x.fan_in), double(y.fan_in));
     row(g, "fan_out", double(x.fan_out), double(y.fan_out));
-    row(g, "init_std", x.init_std, y.init_std);
+    row(g, "init_std", x.init_std, y.init_std, true);
     row(g, "multiplier", x.multiplier, y.multiplier);
-    row(g, "lr", x.lr, y.lr);
-    row(g, "eps", x.eps, y.eps);
-    row(g, "weight_decay", x.weight_decay, y.weight_decay);
+    row(g, "lr", x.lr, y.lr, true);
+    row(g, "eps", x.eps, y.eps, true);
+    row(g, "weight_decay", x.weight_decay, y.weight_decay, true);
+    row(g, "eff_decay", x.effective_decay, y.effective_decay, true);
+    if (x.init_kind != y.init_kind) {
+      ++changes;
+      os << pad(g, 12) << pad("init", 14) << pad(x.init_kind, 14) << pad(y.init_kind, 14) << "\n";
+    }
     if (x.kind != y.kind) {
       ++changes;
       os << pad(g, 12) << pad("kind", 14) << pad(x.kind, 14) << pad(y.kind, 14) << "\n";

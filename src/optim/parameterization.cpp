@@ -1,20 +1,108 @@
-// The rules of parameterization.md as data: each group's init/LR exponents come from its kind
-// (the muP core) and the preset's column; overrides then replace single entries. Everything is
-// recorded as exponents of the scale multipliers so that param-table can print the formulas.
+// The parameterization table: each preset's per-group rule (parameterization_paper.cpp for mup
+// and mssp, parameterization_tp.cpp for sp and jiang), then the base values, the tuned
+// multipliers and the overrides, evaluated at the model's shape. Everything is recorded as
+// base values and exponents of the scale multipliers so that param-table prints the formulas.
 #include "src/optim/parameterization.h"
 
 #include <cmath>
 #include <sstream>
 
 #include "src/core/error.h"
+#include "src/optim/rules.h"
 
 namespace moe::optim {
 namespace {
 
-struct Fans {
-  const char* in;   // axis name of fan_in, or "" when fixed (V, T)
-  const char* out;  // axis name of fan_out, or ""
-};
+int axis_index(const std::string& a) {
+  for (int i = 0; i < kNumAxes; ++i)
+    if (a == axis_name(i)) return i;
+  return -1;
+}
+
+std::string fmt_exp(double x) {
+  static const std::pair<double, const char*> named[] = {{0.5, "1/2"}, {-0.5, "-1/2"}, {1.5, "3/2"},
+                                                         {-1.5, "-3/2"}};
+  for (auto [v, s] : named)
+    if (std::abs(x - v) < 1e-12) return s;
+  std::ostringstream os;
+  os << x;
+  return os.str();
+}
+
+double eval(const ModelShape& s, const Exps& e) {
+  double r = 1;
+  for (int i = 0; i < kNumAxes; ++i)
+    if (e.e[i] != 0) r *= std::pow(s.mult(static_cast<Axis>(i)), e.e[i]);
+  return r;
+}
+
+Exps from_override(const config::Exponents& o) {
+  Exps e;
+  e[Axis::N] = o.N.value_or(0);
+  e[Axis::Ne] = o.Ne.value_or(0);
+  e[Axis::M] = o.M.value_or(0);
+  e[Axis::K] = o.K.value_or(0);
+  e[Axis::L] = o.L.value_or(0);
+  return e;
+}
+
+// Gate, aggregation, balancing and attention scale of each preset, then the [moe] overrides.
+LayerRules layer_rules(const config::Config& c, const ModelShape& sh) {
+  const std::string& p = c.parameterization.preset;
+  const bool sp = p == "sp", jiang = p == "jiang", paper = p == "mup" || p == "mssp";
+  LayerRules L;
+  // The paper does not scale depth: its presets leave the residual alone unless asked.
+  L.depth_alpha = jiang ? 1.0 : 0.0;
+  if (c.parameterization.depth_alpha) {
+    L.depth_alpha = *c.parameterization.depth_alpha;
+    L.overridden.push_back("depth_alpha");
+  }
+  L.residual_mult = std::pow(sh.mult(Axis::L), -L.depth_alpha);
+  L.gate = sp ? ops::Gate::Softmax : ops::Gate::Sigmoid;
+  L.renormalize = sp;
+  L.expert_bias = jiang;
+  L.aux_selected = paper;
+  L.base_top_k = c.moe.base_top_k;
+  L.gate_alpha = sp ? 0.0 : 1.0;  // jiang's mean over K is (1/K)^1 with base_top_k = 1
+  if (jiang) L.base_top_k = 1;
+  const double K = double(c.moe.top_k);
+  L.c_agg = std::pow(double(L.base_top_k) / K, L.gate_alpha);
+  if (c.moe.gate) {
+    L.gate = *c.moe.gate == "sigmoid" ? ops::Gate::Sigmoid : ops::Gate::Softmax;
+    L.overridden.push_back("gate");
+  }
+  if (c.moe.renormalize) {
+    L.renormalize = *c.moe.renormalize;
+    L.overridden.push_back("renormalize");
+  }
+  if (c.moe.gate_alpha) {
+    L.gate_alpha = *c.moe.gate_alpha;
+    L.base_top_k = c.moe.base_top_k;
+    L.c_agg = std::pow(double(L.base_top_k) / K, L.gate_alpha);
+    L.overridden.push_back("gate_alpha");
+  }
+  if (c.moe.aggregation) {
+    L.c_agg = *c.moe.aggregation == "mean" ? 1.0 / K : 1.0;
+    L.gate_alpha = *c.moe.aggregation == "mean" ? 1.0 : 0.0;
+    L.base_top_k = 1;
+    L.overridden.push_back("aggregation");
+  }
+  if (c.moe.expert_bias) {
+    L.expert_bias = *c.moe.expert_bias;
+    L.overridden.push_back("expert_bias");
+  }
+  if (c.moe.aux_probs) {
+    L.aux_selected = *c.moe.aux_probs == "selected";
+    L.overridden.push_back("aux_probs");
+  }
+  const double d_head = double(c.model.width) / double(c.model.heads);
+  // sp and the paper's code: 1/sqrt(d_head) (the paper keeps d_head fixed); jiang: muP's
+  // sqrt(d_head0) / d_head.
+  L.attn_scale = jiang ? std::sqrt(sh.base_d_head) / d_head : 1.0 / std::sqrt(d_head);
+  return L;
+}
+
+}  // namespace
 
 Fans group_fans(Group g) {
   switch (g) {
@@ -32,13 +120,6 @@ Fans group_fans(Group g) {
   return {"", ""};
 }
 
-int axis_index(const std::string& a) {
-  for (int i = 0; i < kNumAxes; ++i)
-    if (a == axis_name(i)) return i;
-  return -1;
-}
-
-// a^x b^y as axis exponents, where a and b are the fan_in and fan_out multipliers.
 Exps fan_exps(const Fans& f, double x, double y) {
   Exps e;
   if (int i = axis_index(f.in); i >= 0) e.e[i] += x;
@@ -46,17 +127,7 @@ Exps fan_exps(const Fans& f, double x, double y) {
   return e;
 }
 
-std::string fmt_exp(double x) {
-  static const std::pair<double, const char*> named[] = {{0.5, "1/2"}, {-0.5, "-1/2"}, {1.5, "3/2"},
-                                                         {-1.5, "-3/2"}};
-  for (auto [v, s] : named)
-    if (std::abs(x - v) < 1e-12) return s;
-  std::ostringstream os;
-  os << x;
-  return os.str();
-}
-
-int64_t dim_of(const ModelShape& s, const char* axis, bool base) {
+int64_t fan_dim(const ModelShape& s, const char* axis, bool base) {
   const Shape5& v = base ? s.base : s.s;
   std::string a = axis;
   if (a == "N") return v.N;
@@ -64,29 +135,6 @@ int64_t dim_of(const ModelShape& s, const char* axis, bool base) {
   if (a == "M") return v.M;
   return 0;
 }
-
-double eval(const ModelShape& s, const Exps& e) {
-  double r = 1;
-  for (int i = 0; i < kNumAxes; ++i)
-    if (e.e[i] != 0) r *= std::pow(s.mult(static_cast<Axis>(i)), e.e[i]);
-  return r;
-}
-
-bool is_block_matrix(Group g) {
-  return g == Group::AttnQKV || g == Group::AttnOut || g == Group::Router || is_expert_group(g);
-}
-
-Exps from_override(const config::Exponents& o) {
-  Exps e;
-  e[Axis::N] = o.N.value_or(0);
-  e[Axis::Ne] = o.Ne.value_or(0);
-  e[Axis::M] = o.M.value_or(0);
-  e[Axis::K] = o.K.value_or(0);
-  e[Axis::L] = o.L.value_or(0);
-  return e;
-}
-
-}  // namespace
 
 std::string Exps::str() const {
   std::string out;
@@ -124,6 +172,14 @@ ModelShape model_shape(const config::Config& c) {
   return s;
 }
 
+std::optional<Regime> config_regime(const config::Config& c) {
+  const auto& p = c.parameterization;
+  if (p.regime != "auto") return regime_from_name(p.regime);
+  return infer_regime({c.model.width, c.moe.expert_width, c.moe.experts, c.moe.top_k, p.base.width,
+                       p.base.expert_width, p.base.experts, p.base.top_k},
+                      nullptr);
+}
+
 ParamTable make_param_table(const config::Config& c) {
   ParamTable t;
   const auto& pc = c.parameterization;
@@ -131,42 +187,15 @@ ParamTable make_param_table(const config::Config& c) {
   t.optimizer = c.optim.name == "sgd" ? OptimizerKind::SGD : OptimizerKind::Adam;
   t.shape = model_shape(c);
   const ModelShape& sh = t.shape;
-  const bool sp = pc.preset == "sp", mup = pc.preset == "mup", mssp = pc.preset == "mssp";
+  const bool paper = pc.preset == "mup" || pc.preset == "mssp";
   const bool adam = t.optimizer == OptimizerKind::Adam;
-  MOE_CHECK(sp || mup || mssp, "unknown preset ", pc.preset);
+  MOE_CHECK(paper || pc.preset == "sp" || pc.preset == "jiang", "unknown preset ", pc.preset);
+  const std::optional<Regime> regime = config_regime(c);
+  if (regime) t.regime = regime_name(*regime);
+  if (paper && !regime)
+    MOE_INPUT_ERROR("parameterization.regime: preset ", pc.preset, " needs a regime (I, II or III)");
+  t.layer = layer_rules(c, sh);
 
-  // ---- layer constants ----
-  LayerRules& L = t.layer;
-  L.depth_alpha = sp ? 0.0 : mup ? 0.5 : 1.0;
-  if (pc.depth_alpha) {
-    L.depth_alpha = *pc.depth_alpha;
-    L.overridden.push_back("depth_alpha");
-  }
-  L.residual_mult = std::pow(sh.mult(Axis::L), -L.depth_alpha);
-  L.gate = mssp ? ops::Gate::Sigmoid : ops::Gate::Softmax;
-  L.renormalize = !mssp;
-  L.c_agg = mssp ? 1.0 / c.moe.top_k : 1.0;
-  L.expert_bias = mssp;
-  if (c.moe.gate) {
-    L.gate = *c.moe.gate == "sigmoid" ? ops::Gate::Sigmoid : ops::Gate::Softmax;
-    L.overridden.push_back("gate");
-  }
-  if (c.moe.renormalize) {
-    L.renormalize = *c.moe.renormalize;
-    L.overridden.push_back("renormalize");
-  }
-  if (c.moe.aggregation) {
-    L.c_agg = *c.moe.aggregation == "mean" ? 1.0 / c.moe.top_k : 1.0;
-    L.overridden.push_back("aggregation");
-  }
-  if (c.moe.expert_bias) {
-    L.expert_bias = *c.moe.expert_bias;
-    L.overridden.push_back("expert_bias");
-  }
-  const double d_head = double(c.model.width) / c.model.heads;
-  L.attn_scale = sp ? 1.0 / std::sqrt(d_head) : std::sqrt(sh.base_d_head) / d_head;
-
-  // ---- groups ----
   for (int gi = 0; gi < kNumGroups; ++gi) {
     Group g = static_cast<Group>(gi);
     GroupRule& r = t.groups[gi];
@@ -174,69 +203,46 @@ ParamTable make_param_table(const config::Config& c) {
     Fans f = group_fans(g);
     r.in_axis = f.in;
     r.out_axis = f.out;
-    r.fan_in = *f.in ? dim_of(sh, f.in, false) : (g == Group::PosEmbed ? sh.T : sh.V);
-    r.fan_out = *f.out ? dim_of(sh, f.out, false) : sh.V;
+    r.fan_in = *f.in ? fan_dim(sh, f.in, false) : (g == Group::PosEmbed ? sh.T : sh.V);
+    r.fan_out = *f.out ? fan_dim(sh, f.out, false) : sh.V;
     if (g == Group::AttnQKV) r.fan_out *= 3;
     if (g == Group::Norm) r.fan_in = 0;
 
-    // kind under muP
-    if (g == Group::Embed || g == Group::PosEmbed) r.kind = "input";
-    else if (g == Group::Norm) r.kind = "vector";
-    else if (g == Group::Unembed) r.kind = "output";
-    else if (g == Group::Router) r.kind = sh.mult(Axis::M) != 1.0 ? "hidden" : "output";
-    else r.kind = "hidden";
+    Rule rule = paper ? paper_rule(g, *regime, pc.preset == "mssp", adam, sh, c)
+                      : tp_rule(g, pc.preset, adam, t.layer.depth_alpha, sh, c);
+    if (paper && pc.depth_alpha && (g == Group::AttnQKV || g == Group::AttnOut || g == Group::Router ||
+                                    is_expert_group(g))) {
+      // Depth scaling asked for: the hidden-LR correction of depth-muP / CompleteP.
+      rule.lr_e.add(Axis::L, adam ? t.layer.depth_alpha - 1 : 2 * t.layer.depth_alpha - 1);
+    }
+    r.kind = rule.kind;
+    r.init_kind = rule.init_kind;
+    r.init_e = rule.init_e;
+    r.lr_e = rule.lr_e;
+    r.wd_e = rule.wd_e;
 
-    // base values
-    auto gb = pc.groups.find(std::string(group_name(g)));
-    r.sigma = pc.init_std;
+    // base values, then the tuned multipliers
+    const std::string name(group_name(g));
+    r.sigma = rule.sigma;
     r.eta = c.optim.lr;
-    if (gb != pc.groups.end()) {
+    if (auto gb = pc.groups.find(name); gb != pc.groups.end()) {
       if (gb->second.init_std) r.sigma = *gb->second.init_std;
       if (gb->second.lr) r.eta = *gb->second.lr;
       if (gb->second.lr_mult) r.eta = c.optim.lr * *gb->second.lr_mult;
     }
-    r.base_eps = c.optim.eps;
-    r.base_wd = g == Group::Norm ? 0.0 : c.optim.weight_decay;  // gains are not decayed
-    if (g == Group::Norm) r.init_kind = "ones";
-
-    // muP core (Tensor Programs V, Table 3) in fan multipliers a (fan_in) and b (fan_out)
-    Exps init, lr_adam, lr_sgd;
-    if (r.kind == "input" || r.kind == "vector") {
-      lr_sgd = fan_exps(f, 0, 1);
-    } else if (r.kind == "hidden") {
-      init = fan_exps(f, -0.5, 0);
-      lr_adam = fan_exps(f, -1, 0);
-      lr_sgd = fan_exps(f, -1, 1);
-    } else {  // output
-      init = fan_exps(f, -1, 0);
-      lr_adam = fan_exps(f, -1, 0);
-      lr_sgd = fan_exps(f, -1, 0);
+    if (auto m = pc.multipliers.find(name); m != pc.multipliers.end()) {
+      r.init_mult = m->second.init.value_or(1.0);
+      r.lr_mult = m->second.lr.value_or(1.0);
+      r.sigma *= r.init_mult;
+      r.eta *= r.lr_mult;
     }
-
-    if (sp) {
-      // SP: sigma * a^-1/2 for every matrix, the base eta everywhere.
-      init = (g == Group::Norm) ? Exps{} : fan_exps(f, -0.5, 0);
-      lr_adam = lr_sgd = Exps{};
-    } else if (mssp) {
-      if (g == Group::Router) {
-        init = Exps{}.add(Axis::N, -1);
-        lr_adam = Exps{}.add(Axis::N, -1);
-      } else if (g == Group::ExpertDown) {
-        init = Exps{}.add(Axis::N, 0.5).add(Axis::Ne, -1);  // mean-field
-      }
-      if (is_expert_group(g)) lr_sgd.add(Axis::K, 1);  // undo the 1/K of the mean aggregation
-    }
-    if (!sp && is_block_matrix(g)) {  // depth: hidden LR * m_L^(alpha-1) (Adam), m_L^(2alpha-1) (SGD)
-      lr_adam.add(Axis::L, L.depth_alpha - 1);
-      lr_sgd.add(Axis::L, 2 * L.depth_alpha - 1);
-    }
-    r.init_e = init;
-    r.lr_e = adam ? lr_adam : lr_sgd;
-    if (pc.scale_eps && adam && r.kind == "hidden")
-      r.eps_e = Exps{}.add(Axis::N, -1).add(Axis::L, -L.depth_alpha);
+    const bool global_eps = !paper || pc.global_eps;
+    r.base_eps = c.optim.eps * (global_eps ? 1.0 : rule.eps_base);
+    if (!global_eps || (!paper && pc.scale_eps)) r.eps_e = rule.eps_e;
+    r.base_wd = (!rule.lr_corrected_decay && g == Group::Norm) ? 0.0 : c.optim.weight_decay;
 
     // overrides replace whole entries (unset exponents are 0)
-    auto ov = pc.overrides.find(std::string(group_name(g)));
+    auto ov = pc.overrides.find(name);
     if (ov != pc.overrides.end()) {
       const config::GroupOverride& o = ov->second;
       if (o.init) { r.init_e = from_override(*o.init); r.overridden.push_back("init"); }
@@ -245,18 +251,33 @@ ParamTable make_param_table(const config::Config& c) {
       if (o.eps) { r.eps_e = from_override(*o.eps); r.overridden.push_back("eps"); }
       if (o.weight_decay) { r.wd_e = from_override(*o.weight_decay); r.overridden.push_back("weight_decay"); }
       if (o.zero_init) {
-        if (*o.zero_init) r.init_kind = "zeros";
+        if (*o.zero_init) {
+          r.init_kind = "zero";
+        } else if (r.init_kind == "zero") {
+          if (r.sigma <= 0)
+            MOE_INPUT_ERROR("parameterization.overrides.", name, ".zero_init = false: the preset starts ", name,
+                            " at zero; give parameterization.groups.", name, ".init_std as well");
+          r.init_kind = "normal";
+        }
         r.overridden.push_back("zero_init");
       }
     }
 
-    r.init_std = r.init_kind == "normal" ? r.sigma * eval(sh, r.init_e) : 0.0;
+    const bool has_std = r.init_kind == "normal" || r.init_kind == "tied";
+    r.init_std = has_std ? r.sigma * eval(sh, r.init_e) : 0.0;
     r.multiplier = eval(sh, r.mult_e);
     r.lr = r.eta * eval(sh, r.lr_e);
     r.eps = r.base_eps * eval(sh, r.eps_e);
-    r.weight_decay = r.base_wd * eval(sh, r.wd_e);
+    if (rule.lr_corrected_decay && !(ov != pc.overrides.end() && ov->second.weight_decay)) {
+      // The paper's code decays every tensor with lambda / lr_scale, so that lr * decay =
+      // eta * lambda whatever the group's learning rate (multipliers included).
+      r.weight_decay = r.base_wd * c.optim.lr / r.lr;
+    } else {
+      r.weight_decay = r.base_wd * eval(sh, r.wd_e);
+    }
+    r.effective_decay = r.lr * r.weight_decay;
   }
-  L.output_mult = t.groups[static_cast<int>(Group::Unembed)].multiplier;
+  t.layer.output_mult = t.groups[static_cast<int>(Group::Unembed)].multiplier;
   return t;
 }
 

@@ -85,6 +85,20 @@ config::Config scale_config(const config::Config& base, const std::string& axis,
     throw InputError("--axis " + axis + ": expected N, Ne, M, K, L, I, II or III", true);
   }
   c.parallel.ep = 1;
+  // The regime is the axis's: I, II, III as named; a single axis N, N_e, M or K takes the
+  // regime its growth implies (N, N_e: I; M, K: II), so that the base scale, where nothing
+  // differs, resolves like the others. Depth (L) keeps the config's regime.
+  if (axis == "I" || axis == "II" || axis == "III") {
+    c.parameterization.regime = axis;
+  } else if (axis != "L") {
+    config::Config grown = base;
+    grown.model.width *= axis == "N" ? 2 : 1;
+    grown.moe.expert_width *= axis == "Ne" ? 2 : 1;
+    grown.moe.experts *= axis == "M" ? 2 : 1;
+    grown.moe.top_k *= axis == "M" || axis == "K" ? 2 : 1;
+    grown.parameterization.regime = "auto";
+    if (auto r = optim::config_regime(grown)) c.parameterization.regime = optim::regime_name(*r);
+  }
   config::validate(c, "coord-check at scale " + std::to_string(s), 1);
   return c;
 }

@@ -50,11 +50,11 @@ void check_spec(const SweepSpec& s, const std::string& origin) {
   for (size_t i = 0; i < s.scales.size(); ++i)
     ck.require(s.scales[i] > 0 && std::isfinite(s.scales[i]), "scales[" + std::to_string(i) + "]", "must be > 0");
   ck.unique(s.scales, "scales");
-  ck.require(!s.presets.empty(), "presets", "must name at least one of \"sp\", \"mup\", \"mssp\"");
+  ck.require(!s.presets.empty(), "presets", "must name at least one of \"sp\", \"mup\", \"mssp\", \"jiang\"");
   for (size_t i = 0; i < s.presets.size(); ++i)
-    ck.require(s.presets[i] == "sp" || s.presets[i] == "mup" || s.presets[i] == "mssp",
+    ck.require(s.presets[i] == "sp" || s.presets[i] == "mup" || s.presets[i] == "mssp" || s.presets[i] == "jiang",
                "presets[" + std::to_string(i) + "]",
-               "\"" + s.presets[i] + "\" is not one of \"sp\", \"mup\", \"mssp\"");
+               "\"" + s.presets[i] + "\" is not one of \"sp\", \"mup\", \"mssp\", \"jiang\"");
   ck.unique(s.presets, "presets");
   ck.require(!s.seeds.empty(), "seeds", "must list at least one seed");
   ck.unique(s.seeds, "seeds");

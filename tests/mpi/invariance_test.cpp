@@ -55,6 +55,10 @@ TEST(Invariance, GradientsF64) {
   if (world().size() != 4) GTEST_SKIP() << "needs 4 ranks";
   for (double capacity : {0.0, 1.0}) {
     config::Config c = invariance_config(capacity);
+    // The paper's zero unembedding would zero every other gradient at step 0: start it random
+    // so that the comparison covers the whole backward pass.
+    c.parameterization.overrides["unembed"].zero_init = false;
+    c.parameterization.groups["unembed"].init_std = 0.05;
     auto ref = grads_f64(c, {1, 1, false});
     for (Layout l : {Layout{2, 2, false}, Layout{4, 4, false}, Layout{4, 2, false}, Layout{4, 1, false}}) {
       auto g = grads_f64(c, l);
@@ -87,6 +91,47 @@ TEST(Invariance, TrainingF32) {
       EXPECT_LT(worst_param, 1e-4) << "P=" << l.P << " ep=" << l.ep << " zero1=" << l.zero1;
       EXPECT_LT(ref.losses.back(), ref.losses.front()) << "the run must learn something";
     }
+  }
+}
+
+// Tied expert init (the paper's MSSP in regime III): every expert of a layer starts as expert
+// 0, built from (seed, name, expert 0) without communication, so every layout, ZeRO-1 on or
+// off, starts from the same weights; and only the router breaks the symmetry in training.
+TEST(Invariance, TiedExpertInitAtEveryLayout) {
+  if (world().size() != 4) GTEST_SKIP() << "needs 4 ranks";
+  config::Config c = invariance_config(0.0);
+  ASSERT_EQ(optim::make_param_table(c)[optim::Group::ExpertUp].init_kind, "tied");
+  LayoutRun ref = train_layout(c, 1, 1, false, 0);
+  const int64_t M = c.moe.experts;
+  if (world().rank() == 0) {
+    int checked = 0;
+    for (auto& [name, v] : ref.params) {
+      if (name.find("expert_") == std::string::npos || name.find("bias") != std::string::npos) continue;
+      const size_t per = v.size() / size_t(M);
+      for (int64_t e = 1; e < M; ++e)
+        for (size_t i = 0; i < per; ++i) ASSERT_EQ(v[e * per + i], v[i]) << name << " expert " << e;
+      ++checked;
+    }
+    EXPECT_EQ(checked, 2 * c.model.depth) << "expert_up and expert_down of every layer";
+  }
+  for (Layout l : {Layout{2, 2, true}, Layout{4, 4, true}, Layout{4, 2, true}, Layout{4, 4, false}}) {
+    LayoutRun run = train_layout(c, l.P, l.ep, l.zero1, 0);
+    if (world().rank() != 0) continue;
+    for (auto& [name, v] : ref.params) EXPECT_EQ(v, run.params[name]) << name << " P=" << l.P << " ep=" << l.ep;
+  }
+  // A few steps later the experts differ: the router sent them different tokens.
+  LayoutRun trained = train_layout(c, 4, 4, true, 5);
+  if (world().rank() != 0) return;
+  for (int l = 0; l < c.model.depth; ++l) {
+    const std::vector<double>& v = trained.params["blocks." + std::to_string(l) + ".moe.expert_up"];
+    const size_t per = v.size() / size_t(M);
+    int distinct = 0;
+    for (int64_t e = 1; e < M; ++e) {
+      double diff = 0;
+      for (size_t i = 0; i < per; ++i) diff = std::max(diff, std::abs(v[e * per + i] - v[i]));
+      distinct += diff > 1e-6;
+    }
+    EXPECT_GE(distinct, M / 2) << "layer " << l << ": experts still copies of expert 0 after 5 steps";
   }
 }
 

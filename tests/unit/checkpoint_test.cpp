@@ -176,6 +176,7 @@ config::Config big_config(const std::string& run) {
   c.moe.experts = 16;
   c.moe.expert_width = 256;
   c.parameterization.base = {256, 256, 16, 2, 4, {}};
+  c.parameterization.regime = "III";
   c.train.batch = 1;
   c.parallel.ep = 1;
   return c;

@@ -14,9 +14,18 @@ namespace moe::test {
 namespace {
 
 using config::Config;
-using config::parse_config;
 
 const char* const kOrigin = "cfg_under_test.toml";
+
+// Most cases here are about other keys, in configs at the base shape with the default preset
+// (mssp), which needs a regime there: give it one unless the case speaks of the regime itself.
+Config parse_config(const std::string& text, const std::string& origin, std::vector<std::string> sets,
+                    int world_size = 0) {
+  bool named = text.find("regime") != std::string::npos;
+  for (const std::string& s : sets) named = named || s.find("regime") != std::string::npos;
+  if (!named) sets.insert(sets.begin(), "parameterization.regime=III");
+  return config::parse_config(text, origin, sets, world_size);
+}
 
 // Parses `text` expecting an InputError; returns its message (empty and a failure if none).
 // Every config error is reached by all ranks alike, so it must be collective and exit code 2.
@@ -55,6 +64,18 @@ TEST(Config, EmptyTextGivesDocumentedDefaults) {
   EXPECT_TRUE(c.parameterization.groups.empty());
 }
 
+TEST(Config, DefaultPresetAtTheBaseShapeNeedsARegime) {
+  // The built-in defaults are the base shape with preset mssp, whose rules depend on the regime:
+  // a config that leaves the regime to "auto" there is refused, naming the key.
+  try {
+    config::parse_config("", kOrigin, {});
+    ADD_FAILURE() << "no error for an empty config";
+  } catch (const InputError& e) {
+    EXPECT_TRUE(Contains(e.what(), "parameterization.regime: \"auto\" cannot decide"));
+  }
+  EXPECT_EQ(config::parse_config("", kOrigin, {"parameterization.regime=II"}).parameterization.regime, "II");
+}
+
 TEST(Config, StructDefaultsMatchShippedDefaultToml) {
   // default.toml is the 2-rank main job; apart from ep it must only restate the defaults.
   Config shipped =
@@ -88,11 +109,17 @@ bias_update_rate = 0.002
 capacity_factor = 1.25
 aux_loss = 0.03
 z_loss = 0.0001
+base_top_k = 2
+aux_probs = "selected"
 [parameterization]
-preset = "mup"
+preset = "jiang"
+regime = "II"
 init_std = 0.05
 depth_alpha = 0.5
 scale_eps = true
+[parameterization.multipliers.expert_down]
+lr = 3.0
+init = 0.5
 [parameterization.base]
 width = 64
 expert_width = 32
@@ -168,7 +195,13 @@ TEST(Config, EveryKeyParses) {
   EXPECT_DOUBLE_EQ(c.moe.aux_loss, 0.03);
   EXPECT_DOUBLE_EQ(c.moe.z_loss, 0.0001);
   const config::ParamConfig& p = c.parameterization;
-  EXPECT_EQ(p.preset, "mup");
+  EXPECT_EQ(p.preset, "jiang");
+  EXPECT_EQ(p.regime, "II");
+  EXPECT_EQ(c.moe.base_top_k, 2);
+  EXPECT_EQ(c.moe.aux_probs, "selected");
+  ASSERT_EQ(p.multipliers.size(), 1u);
+  EXPECT_EQ(p.multipliers.at("expert_down").lr, 3.0);
+  EXPECT_EQ(p.multipliers.at("expert_down").init, 0.5);
   EXPECT_DOUBLE_EQ(p.init_std, 0.05);
   EXPECT_EQ(p.depth_alpha, 0.5);
   EXPECT_TRUE(p.scale_eps);

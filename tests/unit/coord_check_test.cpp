@@ -55,5 +55,34 @@ TEST(CoordCheck, SpControlGrows) {
   EXPECT_GT(worst, 0.5) << "SP updates must grow with width (the control)";
 }
 
+// The MSSP paper's claim at initialisation: with K independent experts averaged, muP's MoE
+// output shrinks like K^-1/2 as K grows with the width (regimes II and III), while MSSP's
+// sqrt(M) expert-down init (II) or tied experts (III) keep it flat. Step 0 only (no training),
+// scales 1..8 of configs/coord_check.toml along each regime's axis, 4 initializations.
+double step0_moe_out_slope(const std::string& axis, const std::string& preset) {
+  train::CoordSpec s;
+  s.base = config::load_config(std::string(MOE_SOURCE_DIR) + "/configs/coord_check.toml", {});
+  s.axis = axis;
+  s.scales = {1, 2, 4, 8};
+  s.steps = 0;
+  s.seeds = 4;
+  s.presets = {preset};
+  train::CoordResult res = train::coord_check(s, world(), cpu());
+  for (const train::CoordSlope& sl : res.slopes)
+    if (sl.site == "moe_out") return sl.rms_slope;
+  ADD_FAILURE() << "no moe_out site";
+  return 0;
+}
+
+TEST(CoordCheck, Step0MoeOutputShrinksUnderMupAndStaysFlatUnderMssp) {
+  for (const char* axis : {"II", "III"}) {
+    const double mup = step0_moe_out_slope(axis, "mup"), mssp = step0_moe_out_slope(axis, "mssp");
+    std::printf("step 0, axis %s: slope of the MoE output RMS against scale: mup %.3f, mssp %.3f\n", axis, mup, mssp);
+    EXPECT_LT(mup, -0.3) << axis;   // about -1/2: K grows like the scale
+    EXPECT_GT(mup, -0.7) << axis;
+    EXPECT_LT(std::abs(mssp), 0.1) << axis;
+  }
+}
+
 }  // namespace
 }  // namespace moe::test

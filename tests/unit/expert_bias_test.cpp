@@ -23,7 +23,7 @@ models::Batch first_batch(const config::Config& c) {
 
 TEST(ExpertBias, UpdateFollowsGlobalLoad) {
   config::Config c = tiny_config();
-  c.parameterization.preset = "mssp";
+  c.parameterization.preset = "jiang";
   c.moe.bias_update_rate = 0.01;
   auto ctx = comm::make_parallel_context(world().split(0, world().rank()), 1, &cpu());
   optim::ParamTable t = optim::make_param_table(c);

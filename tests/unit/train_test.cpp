@@ -20,6 +20,7 @@ TEST(Training, ReachesEntropyOfSyntheticLanguage) {
   c.moe.top_k = 2;
   c.moe.expert_width = 64;
   c.parameterization.base = {64, 64, 4, 2, 2, {}};
+  c.parameterization.regime = "III";
   c.optim.lr = 1e-2;
   c.train.steps = 600;
   c.train.batch = 16;

@@ -48,14 +48,16 @@ void CpuBackend::router_forward(const Tensor& logits, const Tensor& bias, const 
       T lse = logsumexp(rt, M);
       if (opt.gate == Gate::Softmax) {
         for (int64_t j = 0; j < M; ++j) gt[j] = std::exp(rt[j] - lse);
-        for (int64_t j = 0; j < M; ++j) st[j] += gt[j];
+        if (!opt.aux_selected)
+          for (int64_t j = 0; j < M; ++j) st[j] += gt[j];
       } else {
         T sum = 0;
         for (int64_t j = 0; j < M; ++j) {
           gt[j] = T(1) / (T(1) + std::exp(-rt[j]));
           sum += gt[j];
         }
-        for (int64_t j = 0; j < M; ++j) st[j] += gt[j] / sum;
+        if (!opt.aux_selected)
+          for (int64_t j = 0; j < M; ++j) st[j] += gt[j] / sum;
       }
       st[M] += lse * lse;
       // Top-K by score, ties to the lower expert index (stable, deterministic on every backend).
@@ -71,6 +73,7 @@ void CpuBackend::router_forward(const Tensor& logits, const Tensor& bias, const 
       for (int64_t k = 0; k < K; ++k) {
         pi[t * K + k] = order[k];
         pw[t * K + k] = opt.renormalize ? gt[order[k]] / sel : gt[order[k]];
+        if (opt.aux_selected) st[order[k]] += gt[order[k]];
       }
     }
   });
@@ -104,7 +107,9 @@ void CpuBackend::router_backward(const Tensor& logits, const Tensor& gates, cons
       } else {
         for (int64_t k = 0; k < K; ++k) dg[it[k]] += pdw[t * K + k];
       }
-      if (aux) {
+      if (aux && opt.aux_selected) {  // p = g on the chosen experts only
+        for (int64_t k = 0; k < K; ++k) dg[it[k]] += aux[it[k]];
+      } else if (aux) {
         if (opt.gate == Gate::Softmax) {
           for (int64_t j = 0; j < M; ++j) dg[j] += aux[j];
         } else {  // p = g / sum(g)

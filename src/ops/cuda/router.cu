@@ -40,9 +40,10 @@ __device__ __forceinline__ bool better(const Cand& a, const Cand& b) {
 }
 
 // pst (n, M + 1): per token, the load-balancing probabilities p and, at column M, lse^2.
+// aux_selected: p = g on the chosen experts, 0 elsewhere.
 __global__ void router_forward_kernel(const float* logits, const float* bias, int64_t n, int M,
-                                      int K, bool softmax, bool renorm, float* gates, int32_t* idx,
-                                      float* w, float* pst) {
+                                      int K, bool softmax, bool renorm, bool aux_selected,
+                                      float* gates, int32_t* idx, float* w, float* pst) {
   const int64_t t = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (t >= n) return;
@@ -53,7 +54,7 @@ __global__ void router_forward_kernel(const float* logits, const float* bias, in
   if (softmax) {
     for (int j = lane; j < M; j += 32) {
       g[j] = expf(r[j] - lse);
-      p[j] = g[j];
+      p[j] = aux_selected ? 0.0f : g[j];
     }
   } else {
     float sum = 0;
@@ -62,7 +63,7 @@ __global__ void router_forward_kernel(const float* logits, const float* bias, in
       sum += g[j];
     }
     sum = warp_sum(sum);
-    for (int j = lane; j < M; j += 32) p[j] = g[j] / sum;
+    for (int j = lane; j < M; j += 32) p[j] = aux_selected ? 0.0f : g[j] / sum;
   }
   if (lane == 0) p[M] = lse * lse;
   // Top-K by repeated warp argmax; each lane only reads the gates it wrote itself.
@@ -90,13 +91,14 @@ __global__ void router_forward_kernel(const float* logits, const float* bias, in
   for (int k = lane; k < K; k += 32) {
     const float gk = g[idx[t * K + k]];
     w[t * K + k] = renorm ? gk / sel : gk;
+    if (aux_selected) p[idx[t * K + k]] = gk;  // distinct experts: no two lanes write one p
   }
 }
 
 __global__ void router_backward_kernel(const float* logits, const float* gates, const int32_t* idx,
                                        const float* w, const float* dw, const float* aux,
                                        float z_coef, int64_t n, int M, int K, bool softmax,
-                                       bool renorm, float* dlogits) {
+                                       bool renorm, bool aux_selected, float* dlogits) {
   const int64_t t = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (t >= n) return;
@@ -112,7 +114,7 @@ __global__ void router_backward_kernel(const float* logits, const float* gates, 
     }
   }
   float gsum = 0, adot = 0;
-  if (aux && !softmax) {  // p = g / sum(g)
+  if (aux && !softmax && !aux_selected) {  // p = g / sum(g)
     for (int j = lane; j < M; j += 32) {
       gsum += g[j];
       adot += aux[j] * g[j];
@@ -123,9 +125,17 @@ __global__ void router_backward_kernel(const float* logits, const float* gates, 
   float gdot = 0;
   for (int j = lane; j < M; j += 32) {
     float dg = 0;
+    bool chosen = false;
     for (int k = 0; k < K; ++k)
-      if (it[k] == j) dg += renorm ? (dwt[k] - dot) / sel : dwt[k];
-    if (aux) dg += softmax ? aux[j] : (aux[j] - adot) / gsum;
+      if (it[k] == j) {
+        dg += renorm ? (dwt[k] - dot) / sel : dwt[k];
+        chosen = true;
+      }
+    if (aux && aux_selected) {
+      if (chosen) dg += aux[j];
+    } else if (aux) {
+      dg += softmax ? aux[j] : (aux[j] - adot) / gsum;
+    }
     dr[j] = dg;
     gdot += g[j] * dg;
   }
@@ -175,7 +185,8 @@ void CudaBackend::router_forward(const Tensor& logits, const Tensor& bias, const
   if (n > 0) {
     router_forward_kernel<<<unsigned((n + kWarps - 1) / kWarps), 32 * kWarps, 0, stream_>>>(
         dptr<float>(logits), opt.use_bias ? dptr<float>(bias) : nullptr, n, int(M), int(K),
-        opt.gate == Gate::Softmax, opt.renormalize, dptr<float>(gates), dptr<int32_t>(idx),
+        opt.gate == Gate::Softmax, opt.renormalize, opt.aux_selected, dptr<float>(gates),
+        dptr<int32_t>(idx),
         dptr<float>(w), dptr<float>(pst));
     MOE_CUDA_LAUNCH_CHECK("router_forward_kernel");
   }
@@ -212,7 +223,7 @@ void CudaBackend::router_backward(const Tensor& logits, const Tensor& gates, con
   router_backward_kernel<<<unsigned((n + kWarps - 1) / kWarps), 32 * kWarps, 0, stream_>>>(
       dptr<float>(logits), dptr<float>(gates), dptr<int32_t>(idx), dptr<float>(w), dptr<float>(dw),
       aux_coef.defined() ? dptr<float>(aux_coef) : nullptr, float(z_coef), n, int(M), int(K),
-      opt.gate == Gate::Softmax, opt.renormalize, dptr<float>(dlogits));
+      opt.gate == Gate::Softmax, opt.renormalize, opt.aux_selected, dptr<float>(dlogits));
   MOE_CUDA_LAUNCH_CHECK("router_backward_kernel");
 }
 

@@ -134,7 +134,11 @@ Sweep load_sweep(const std::string& spec_path, const std::vector<std::string>& b
 
   fs::path base_path = sp.base;
   if (base_path.is_relative()) base_path = fs::path(spec_path).parent_path() / base_path;
-  std::vector<std::string> sets = sp.set;
+  // Every run of a regime I, II or III sweep resolves its preset in that regime (the base
+  // scale included, where the shape alone cannot tell), so the base config is read in it too.
+  std::vector<std::string> sets;
+  if (sp.regime == "I" || sp.regime == "II" || sp.regime == "III") sets.push_back("parameterization.regime=" + sp.regime);
+  sets.insert(sets.end(), sp.set.begin(), sp.set.end());
   sets.insert(sets.end(), base_sets.begin(), base_sets.end());
   s.base = config::load_config(base_path.lexically_normal().string(), sets, 0);
 

@@ -1,5 +1,6 @@
-// The coordinate check of parameterization.md on CPU, widths 64..512 (axis N of
-// configs/coord_check.toml), Adam, 10 steps on a fixed batch, 8 initializations averaged.
+// The coordinate check of parameterization.md on CPU, widths 64..512 with N_e = N (axis I of
+// configs/coord_check.toml: the paper's regime I, M and K fixed), Adam, 10 steps on a fixed
+// batch, 8 initializations averaged.
 // The protocol (LR from the config, steps, seeds) is fixed here, not tuned per outcome.
 // Pass for a scale-stable preset: |log-log slope| < 0.1 at every site, for the activation RMS
 // and its change since init, except the RMS of logits and router logits, which shrink at init
@@ -16,7 +17,7 @@ const train::CoordResult& result() {
   static train::CoordResult r = [] {
     train::CoordSpec s;
     s.base = config::load_config(std::string(MOE_SOURCE_DIR) + "/configs/coord_check.toml", {});
-    s.axis = "N";
+    s.axis = "I";
     s.scales = {1, 2, 4, 8};
     s.steps = 10;
     s.seeds = 8;
@@ -40,13 +41,26 @@ void expect_stable(const std::string& preset, const std::map<std::string, double
   EXPECT_EQ(sites, 8) << "every site must be observed";
 }
 
-TEST(CoordCheck, MsspIsStableAtEverySite) { expect_stable("mssp", {}); }
+// Measured 2026-11-28 (slopes of log RMS against log width after 10 steps, 8 seeds): every
+// site of both paper presets within 0.1 except the MoE output, which shrinks slowly under both
+// (mup -0.183 RMS / -0.133 change, mssp -0.106 / -0.070), and MSSP's router-logit change
+// (-0.104). Bounded so that a worse regression still fails.
+TEST(CoordCheck, MsspIsStableExceptASlowMoeDrift) {
+  expect_stable("mssp", {{"moe_out", 0.15}, {"router_logits", 0.15}});
+}
 
-// muP: stable everywhere except attention's output, which grows with width in this protocol
-// (measured slope 0.135 with 8 seeds; 0.04 at lr 3e-3). MSSP, identical except for the router
-// and aggregation rules, is stable there: the deviation enters through the MoE layer feeding the
-// next block, as the MSSP paper describes. Bounded so that a worse regression still fails.
-TEST(CoordCheck, MupIsStableExceptAttentionOutput) { expect_stable("mup", {{"attn_out", 0.25}}); }
+TEST(CoordCheck, MupIsStableExceptItsMoeOutput) { expect_stable("mup", {{"moe_out", 0.25}}); }
+
+// The paper's regime I claim in this protocol: the zero router keeps the MoE output closer to
+// width-independent than muP's 1/N router.
+TEST(CoordCheck, MsspMoeOutputDriftsLessThanMup) {
+  double mup = 0, mssp = 0;
+  for (const train::CoordSlope& s : result().slopes)
+    if (s.site == "moe_out" && s.preset == "mup") mup = s.rms_slope;
+    else if (s.site == "moe_out" && s.preset == "mssp") mssp = s.rms_slope;
+  ASSERT_NE(mup, 0.0);
+  EXPECT_LT(std::abs(mssp), std::abs(mup));
+}
 
 TEST(CoordCheck, SpControlGrows) {
   double worst = 0;

@@ -22,6 +22,11 @@ TEST(Training, ReachesEntropyOfSyntheticLanguage) {
   c.parameterization.base = {64, 64, 4, 2, 2, {}};
   c.parameterization.regime = "III";
   c.optim.lr = 1e-2;
+  // Tuned at this base like the paper's *_init_mult: the preset's 1/sqrt(fan_in) stds (0.125
+  // at N = 64) times 0.16, i.e. 0.02. With the untuned stds the held-out loss after 600 steps
+  // was 1.90 against 1.43 (entropy 1.30; moe train, 2026-11-28).
+  for (const char* g : {"attn_qkv", "attn_out", "router", "expert_up", "expert_down"})
+    c.parameterization.multipliers[g].init = 0.16;
   c.train.steps = 600;
   c.train.batch = 16;
   c.data.branching = 4;

@@ -16,11 +16,13 @@
 
 namespace moe::test {
 
-// The invariance test's model (small_moe_config: MSSP, sigmoid gate and expert bias), with a
-// batch that every world size 1..4 divides.
+// The invariance test's model (small_moe_config: the paper's MSSP, regime III, with per-group
+// eps and decay in the optimizer state), plus the expert bias so that its state is saved too,
+// with a batch that every world size 1..4 divides.
 inline config::Config ckpt_config(const std::string& run_dir) {
   config::Config c = small_moe_config();
   c.run.dir = run_dir;
+  c.moe.expert_bias = true;
   c.moe.bias_update_rate = 1e-2;  // visible biases after a few steps
   c.train.batch = 12;
   return c;

@@ -98,15 +98,15 @@ std::string format_table(const ParamTable& t, const std::string& format) {
   os << "preset " << t.preset << ", regime " << t.regime << ", optimizer " << opt << "\n" << shape_line(t) << "\n\n";
   os << pad("group", 12) << pad("kind", 8) << pad("fan_in", 8) << pad("fan_out", 8) << pad("init", 7)
      << pad("init_std", 12) << pad("init rule", 26) << pad("mult", 8) << pad("lr", 12) << pad("lr rule", 22)
-     << pad("eps", 12) << pad("eps rule", 16) << pad("wd", 10) << pad("eff. decay", 12) << "overridden\n";
+     << pad("eps", 13) << pad("eps rule", 26) << pad("wd", 12) << pad("eff. decay", 12) << "overridden\n";
   for (const GroupRule& r : t.groups) {
     const bool has_std = r.init_kind == "normal" || r.init_kind == "tied";
     std::string init_rule = has_std ? num(r.sigma) + " " + r.init_e.str() : "-";
     os << pad(std::string(group_name(r.group)), 12) << pad(r.kind, 8) << pad(std::to_string(r.fan_in), 8)
        << pad(std::to_string(r.fan_out), 8) << pad(r.init_kind, 7) << pad(has_std ? num(r.init_std) : "-", 12)
        << pad(init_rule, 26) << pad(num(r.multiplier), 8) << pad(num(r.lr), 12)
-       << pad(num(r.eta) + " " + r.lr_e.str(), 22) << pad(num(r.eps), 12) << pad(num(r.base_eps) + " " + r.eps_e.str(), 16)
-       << pad(num(r.weight_decay), 10) << pad(num(r.effective_decay), 12) << join(r.overridden, ",") << "\n";
+       << pad(num(r.eta) + " " + r.lr_e.str(), 22) << pad(num(r.eps), 13) << pad(num(r.base_eps) + " " + r.eps_e.str(), 26)
+       << pad(num(r.weight_decay), 12) << pad(num(r.effective_decay), 12) << join(r.overridden, ",") << "\n";
   }
   os << "\nlayer:";
   for (const auto& [k, v] : layer_rows(t)) os << " " << k << "=" << v;

@@ -11,29 +11,6 @@
 
 namespace moe::test {
 
-// The multi-rank tests' model: V=64 T=16 N=32 H=2 L=2 M=8 K=2 Ne=32 (the paper's MSSP, regime
-// III: tied experts, zero unembedding, per-group Adam eps, decay lambda / lr_scale on every
-// tensor), 20 steps with 5 of warmup, on a synthetic language with short copies.
-inline config::Config small_moe_config() {
-  config::Config c;
-  c.model.vocab = 64;
-  c.model.seq_len = 16;
-  c.model.width = 32;
-  c.model.heads = 2;
-  c.model.depth = 2;
-  c.moe.experts = 8;
-  c.moe.top_k = 2;
-  c.moe.expert_width = 32;
-  c.parameterization.base = {32, 32, 8, 2, 2, {}};
-  c.parameterization.regime = "III";
-  c.train.steps = 20;
-  c.optim.warmup = 5;
-  c.optim.weight_decay = 0.1;
-  c.data.branching = 4;
-  c.data.copy_lag = 4;
-  return c;
-}
-
 // The first P ranks of the world as a communicator (nullptr on the other ranks).
 inline std::unique_ptr<comm::Communicator> first_ranks(int P) {
   auto sub = world().split(world().rank() < P ? 0 : 1, world().rank());

@@ -33,6 +33,15 @@ std::string ConfigError(const std::string& toml) {
   return "";
 }
 
+// A paper config at the shape (N, heads, M, K, N_e), with the preset.
+config::Config with_shape(const std::string& toml, const std::string& preset, int64_t N, int64_t H, int64_t M, int64_t K,
+                          int64_t Ne) {
+  auto set = [](const char* k, int64_t v) { return std::string(k) + "=" + std::to_string(v); };
+  return config::parse_config(toml, "paper config", {"parameterization.preset=" + preset, set("model.width", N),
+                                                     set("model.heads", H), set("moe.experts", M), set("moe.top_k", K),
+                                                     set("moe.expert_width", Ne)});
+}
+
 // The paper's allscale (regime III) config at d_model = 256 and at a multiple of it:
 // config/allscale/sparse/d_model=256.py (n_head 4, n_exp 8, top_k 4, moe_ratio 0.5,
 // lr 4.64159e-3, tuned multipliers) and d_model=1024.py (n_head 16, n_exp 32, top_k 16).
@@ -59,10 +68,7 @@ lr = 4.64159e-3
 weight_decay = 0.1
 eps = 1e-8
 )";
-  const std::string s = std::to_string(scale);
-  return config::parse_config(toml, "allscale", {"parameterization.preset=" + preset, "model.width=" + std::to_string(256 * scale),
-                                                 "model.heads=" + std::to_string(4 * scale), "moe.experts=" + std::to_string(8 * scale),
-                                                 "moe.top_k=" + std::to_string(4 * scale), "moe.expert_width=" + std::to_string(128 * scale)});
+  return with_shape(toml, preset, 256 * scale, 4 * scale, 8 * scale, 4 * scale, 128 * scale);
 }
 
 // config/bottleneck/sparse/d_model=256.py (regime II: n_exp 64, top_k 32, moe_ratio 1/16,
@@ -80,9 +86,7 @@ base = { width = 256, expert_width = 16, experts = 64, top_k = 32, depth = 8 }
 lr = 7.74e-3
 weight_decay = 0.1
 )";
-  return config::parse_config(toml, "bottleneck", {"parameterization.preset=" + preset, "model.width=" + std::to_string(256 * scale),
-                                                   "model.heads=" + std::to_string(4 * scale), "moe.experts=" + std::to_string(64 * scale),
-                                                   "moe.top_k=" + std::to_string(32 * scale), "moe.expert_width=16"});
+  return with_shape(toml, preset, 256 * scale, 4 * scale, 64 * scale, 32 * scale, 16);
 }
 
 struct Want {

@@ -9,25 +9,16 @@
 namespace moe::test {
 namespace {
 
+// The multi-rank tests' model (test_util.h) in regime I, where MSSP's router starts at zero.
 config::Config zero_router_config() {
-  config::Config c;
-  c.model.vocab = 64;
-  c.model.seq_len = 16;
-  c.model.width = 32;
-  c.model.heads = 2;
-  c.model.depth = 2;
-  c.moe.experts = 8;
-  c.moe.top_k = 2;
-  c.moe.expert_width = 32;
+  config::Config c = small_moe_config();
   c.parameterization.preset = "mssp";
   c.parameterization.regime = "I";
-  c.parameterization.base = {32, 32, 8, 2, 2, {}};
   c.optim.lr = 1e-2;
   c.optim.warmup = 0;
+  c.optim.weight_decay = 0;
   c.train.steps = 60;
   c.train.batch = 8;
-  c.data.branching = 4;
-  c.data.copy_lag = 4;
   return c;
 }
 

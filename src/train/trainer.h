@@ -2,6 +2,7 @@
 // update, with metrics.jsonl and a progress line on rank 0. Everything it needs arrives through
 // the config and the ParallelContext.
 #pragma once
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>

@@ -366,7 +366,7 @@ TEST(Config, AutoEpIsTheLargestDivisorOfExpertsDividingTheWorld) {
   Config c = parse_config("[parallel]\nep = \"auto\"\n", kOrigin, {}, 4);
   EXPECT_EQ(c.parallel.ep, 4);
   EXPECT_TRUE(c.parallel.ep_auto);
-  c = parse_config("", kOrigin, {"parallel.ep=auto"}, 6);
+  c = parse_config("[train]\nbatch = 12\n", kOrigin, {"parallel.ep=auto"}, 6);
   EXPECT_EQ(c.parallel.ep, 2);
   EXPECT_TRUE(Contains(ParseError("[parallel]\nep = \"four\"\n", {}), "parallel.ep: expected an integer or \"auto\""));
   // The resolved config holds the number, so it reads back at any world size.

@@ -34,8 +34,9 @@ void stop_if_launcher_gone() {
 }
 
 void watch_launcher(int rank) {
-  const bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMIX_RANK") ||
-                        (std::getenv("SLURM_STEP_ID") && std::getenv("SLURM_PROCID"));
+  // Not PMIX_RANK: Open MPI sets it in a singleton too, whose parent is only the user's shell.
+  const bool launched =
+      std::getenv("OMPI_COMM_WORLD_SIZE") || (std::getenv("SLURM_STEP_ID") && std::getenv("SLURM_PROCID"));
   if (!launched || g_parent.load() != 0) return;
   g_rank.store(rank);
   g_parent.store(::getppid());

@@ -5,8 +5,9 @@
 
 namespace moe {
 
-// Records the parent when this process was started by a launcher (Open MPI, PMIx or Slurm
-// environment) and starts a thread that checks every 100 ms; a singleton is not watched.
+// Records the parent when this process was started by a launcher (mpirun/prterun's
+// OMPI_COMM_WORLD_SIZE, or an srun step) and starts a thread that checks every 100 ms; a
+// singleton (no launcher: its parent is the user's shell) is not watched.
 void watch_launcher(int rank);
 // Checks now; if the launcher is gone, prints one line and exits (code 1) without writing
 // anything more. Called before every write to the run directory.

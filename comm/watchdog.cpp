@@ -120,7 +120,8 @@ std::string Watchdog::culprits(double period) const {
 
 void Watchdog::run() {
   std::unique_lock<std::mutex> lk(mu_);
-  int64_t last_poll = 0, rebased_start = -1, rebased_to = 0;
+  // From the thread's start, so that a stop before its first poll is seen as a gap too.
+  int64_t last_poll = now_ns(), rebased_start = -1, rebased_to = 0;
   while (!stop_) {
     const double t = timeout_s_.load(std::memory_order_relaxed);
     // Checking 20 times per timeout overshoots it by at most 5%; at most once a second.
@@ -131,7 +132,7 @@ void Watchdog::run() {
     const int64_t s = started_ns_.load(std::memory_order_acquire);
     // Not scheduled for much longer than a period: this process was stopped (SIGSTOP, a
     // suspended machine). The wait it slept through says nothing about the other ranks.
-    if (last_poll && double(now - last_poll) * 1e-9 > std::max(4 * period, 1.0)) {
+    if (double(now - last_poll) * 1e-9 > std::max(4 * period, 1.0)) {
       rebased_start = s;
       rebased_to = now;
     }

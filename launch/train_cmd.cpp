@@ -5,8 +5,8 @@
 #include "comm/agree.h"
 #include "comm/parallel_context.h"
 #include "launch/commands.h"
-#include "src/data/synthetic.h"
 #include "src/core/launcher.h"
+#include "src/data/synthetic.h"
 #include "src/train/memory_estimate.h"
 #include "src/train/run_lock.h"
 #include "src/train/trainer.h"
@@ -57,8 +57,11 @@ int run_train(const TrainArgs& a) {
     comm::run_agreed(w, [&] {
       resumed = trainer->load_checkpoint(a.resume).dir;
       const int64_t step = trainer->steps_done();
+      std::string origin = a.config.empty() ? "<built-in default config>" : a.config;
+      for (const std::string& s : a.sets)
+        if (s.rfind("train.steps=", 0) == 0) origin = "--set " + s;
       if (cfg.train.steps <= step)  // the same on every rank: the step is the checkpoint's
-        throw InputError("train.steps = " + std::to_string(cfg.train.steps) + " is at or below the step of " +
+        throw InputError(origin + ": train.steps = " + std::to_string(cfg.train.steps) + " is at or below the step of " +
                              resumed + " (" + std::to_string(step) +
                              "): nothing to train; set train.steps above it to continue",
                          true);

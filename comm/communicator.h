@@ -50,6 +50,9 @@ class Communicator {
   // died unnoticed); 0 = wait forever. Shared with every communicator split from this one.
   // Backends with their own mechanism (NCCL's NcclOptions::timeout_s) may ignore it.
   virtual void set_timeout(double seconds) { (void)seconds; }
+  // A directory every rank can see (the run directory): each rank's watchdog writes a heartbeat
+  // file there, and a rank whose collective times out reads them to name the culprit.
+  virtual void set_heartbeat_dir(const std::string& dir) { (void)dir; }
 
   // Typed conveniences on host values.
   double sum(double v) { all_reduce(&v, 1, DType::F64, ReduceOp::Sum); return v; }

@@ -41,6 +41,7 @@ class MpiCommunicator final : public Communicator {
   void barrier() override;
   std::unique_ptr<Communicator> split(int color, int key) override;
   void set_timeout(double seconds) override { watchdog_->set_timeout(seconds); }
+  void set_heartbeat_dir(const std::string& dir) override { watchdog_->set_heartbeat_dir(dir, size_); }
 
  private:
   // The watchdog while a timeout is set, else null (no clock reads at all).

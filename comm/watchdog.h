@@ -3,11 +3,20 @@
 // noticed). MPI offers no timeout on its collectives, so without this a rank whose peer
 // deadlocked would wait forever. Each call costs two relaxed atomic stores and a clock read;
 // the thread polls a few times per timeout and never touches MPI until it gives up.
+//
+// Naming the culprit: with a heartbeat directory set (the run directory, seen by every rank),
+// each rank's thread rewrites <dir>/heartbeats/rank_NNNNN at every poll: the wall-clock time,
+// the blocking call it is in (or "-") and since when. A rank that gives up reads the others'
+// files and names the ranks that are outside any collective (hung or far behind) or whose
+// heartbeat stopped (the process is stopped, or its node is gone). A rank whose own thread was
+// not scheduled for a while (the process itself was stopped) restarts its clock instead of
+// blaming the others for a wait it slept through.
 #pragma once
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <string>
 #include <thread>
 
 namespace moe::comm {
@@ -29,7 +38,12 @@ class Watchdog {
     call_.store(call, std::memory_order_relaxed);
     started_ns_.store(now_ns(), std::memory_order_release);
   }
-  void end() { started_ns_.store(0, std::memory_order_release); }
+  void end() {
+    ended_ns_.store(now_ns(), std::memory_order_relaxed);
+    started_ns_.store(0, std::memory_order_release);
+  }
+  // Where the heartbeat files go (see above); world_size ranks are read back.
+  void set_heartbeat_dir(const std::string& dir, int world_size);
 
   // RAII form of begin/end around one call.
   class Scope {
@@ -51,14 +65,22 @@ class Watchdog {
 
  private:
   void run();
+  // This rank's heartbeat file (one pwrite; no-op without a directory).
+  void beat(int64_t now);
+  // "rank 2 is outside any collective for 4.1 s (hung or far behind)", ...; "" when none is known.
+  std::string culprits(double period) const;
   // Prints one line and ends the job: MPI_Abort, with an alarm as a backstop in case the abort
   // itself blocks (MPI_Abort from a second thread is outside MPI_THREAD_FUNNELED's promise).
-  [[noreturn]] void fire(const char* call, double elapsed);
+  [[noreturn]] void fire(const char* call, double elapsed, const std::string& culprits);
 
   int rank_;
   std::atomic<double> timeout_s_{0};
   std::atomic<int64_t> started_ns_{0};  // 0 = not inside a blocking call
   std::atomic<const char*> call_{""};
+  std::atomic<int64_t> ended_ns_{0};  // when the last blocking call ended
+  std::string heartbeat_dir_;         // guarded by mu_; "" = no heartbeats
+  int world_size_ = 0;
+  int heartbeat_fd_ = -1;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

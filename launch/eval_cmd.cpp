@@ -1,6 +1,9 @@
 // moe eval: the mean cross-entropy of a checkpoint's weights over N global batches of a data
-// source ("val" split of the synthetic language by default). The config comes from the
-// checkpoint's manifest; --set overrides it (data.kind, data.path, train.batch, ...). Runs at any
+// source. The config comes from the checkpoint's manifest; --set overrides it (data.kind,
+// data.path, train.batch, routing-only keys such as moe.capacity_factor). What was evaluated is
+// named as a split: "val" for the synthetic language (a stream disjoint from training), "train"
+// for the very files the checkpoint was trained on (there is no held-out split of them), "given"
+// for other files. Windows are never evaluated twice: too few of them is an error. Runs at any
 // world size: the EP size is the manifest's when it divides the world, else gcd(world, M).
 #include <cstdio>
 #include <fstream>
@@ -30,11 +33,12 @@ bool sets_key(const std::vector<std::string>& sets, const std::string& key) {
 
 int run_eval(const EvalArgs& a) {
   comm::Communicator& w = world();
-  std::string dir;
+  std::string dir, trained_config;
   config::Config cfg;
   comm::run_agreed(w, [&] {
     if (a.batches < 1) throw InputError("--batches must be >= 1", true);
     ckpt::Manifest m = ckpt::peek_manifest(a.checkpoint, dir);
+    trained_config = m.config;
     std::vector<std::string> sets = a.sets;
     if (!sets_key(sets, "parallel.ep")) {
       int64_t ep = m.layout.ep;
@@ -54,14 +58,30 @@ int run_eval(const EvalArgs& a) {
         std::make_unique<train::Trainer>(cfg, ctx, train::TrainerOptions{false, false, false});
     src = data::make_source(cfg.data, cfg.model.vocab, cfg.model.seq_len, "val");
   });
+  // The training config's data, from the manifest, to tell held-out data from training data.
+  std::string split = "val";
+  comm::run_agreed(w, [&] {
+    if (cfg.data.kind == "synthetic") return;
+    const config::Config trained =
+        config::parse_config(trained_config, dir + "/manifest.toml", {}, 0);
+    split = trained.data.kind == cfg.data.kind && trained.data.path == cfg.data.path ? "train" : "given";
+    const int64_t windows = src->windows().value_or(0), need = a.batches * cfg.train.batch;
+    if (windows < need)
+      throw InputError("--batches " + std::to_string(a.batches) + " x train.batch " + std::to_string(cfg.train.batch) +
+                           " = " + std::to_string(need) + " sequences, but " + src->describe() +
+                           ": windows would be evaluated twice; use --batches <= " +
+                           std::to_string(windows / cfg.train.batch) +
+                           (windows < cfg.train.batch ? " (with --set train.batch <= " + std::to_string(windows) + ")" : ""),
+                       true);
+  });
   int64_t step = 0;
   comm::run_agreed(w,
                    [&] { step = trainer->load_checkpoint(dir, /*optimizer_state=*/false).step; });
   const double loss = trainer->evaluate(*src, a.batches);
   const int64_t tokens = a.batches * cfg.train.batch * cfg.model.seq_len;
   if (w.rank() == 0) {
-    std::printf("moe eval: %s (step %lld) | data: %s | %lld batches, %lld tokens | loss %.6f\n",
-                dir.c_str(), (long long)step, src->describe().c_str(), (long long)a.batches,
+    std::printf("moe eval: %s (step %lld) | data: %s, split %s | %lld batches, %lld tokens | loss %.6f\n",
+                dir.c_str(), (long long)step, src->describe().c_str(), split.c_str(), (long long)a.batches,
                 (long long)tokens, loss);
     std::fflush(stdout);
   }
@@ -73,7 +93,7 @@ int run_eval(const EvalArgs& a) {
         .begin_object()
         .kv("kind", cfg.data.kind)
         .kv("path", cfg.data.path)
-        .kv("split", "val");
+        .kv("split", split);
     j.kv("describe", src->describe()).end_object();
     j.kv("batches", a.batches).kv("tokens", tokens).kv("loss", loss).kv("world", int64_t(w.size()));
     j.end_object();

@@ -69,7 +69,8 @@ LocalOutcome run_local(const train::Sweep& s, int jobs) {
         argv = s.spec.local.mpirun;
         argv.insert(argv.end(), {"-np", std::to_string(s.spec.ranks)});
       }
-      argv.insert(argv.end(), {exe, "train", "--config", r.dir + "/" + train::kRunConfigFile});
+      // Each attempt starts over: earlier attempts' checkpoints must not count as this run's.
+      argv.insert(argv.end(), {exe, "train", "--config", r.dir + "/" + train::kRunConfigFile, "--overwrite"});
       const std::string log = r.dir + "/" + train::kRunLog;
       std::ofstream(log) << "# " << shell_join(argv) << "\n";
       std::printf("[%3d/%d] %s: started\n", r.index + 1, n, r.name.c_str());

@@ -5,8 +5,10 @@
 #include "comm/agree.h"
 #include "comm/parallel_context.h"
 #include "launch/commands.h"
+#include "src/core/launcher.h"
 #include "src/data/synthetic.h"
 #include "src/train/memory_estimate.h"
+#include "src/train/run_lock.h"
 #include "src/train/trainer.h"
 
 namespace moe::launch {
@@ -16,12 +18,25 @@ struct TrainArgs {
   std::string config;
   std::vector<std::string> sets;
   std::string resume;
+  bool overwrite = false;
 };
 
 int run_train(const TrainArgs& a) {
   comm::Communicator& w = world();
   config::Config cfg = load_config_agreed(a.config, a.sets, w.size());
+  watch_launcher(w.rank());
   set_collective_timeout(cfg);
+  // One job per run directory, held until this function returns (or the process dies); what
+  // the directory already holds is continued (--resume), replaced (--overwrite) or refused.
+  std::unique_ptr<train::RunDirLock> lock;
+  comm::run_agreed(w, [&] {
+    if (a.overwrite && !a.resume.empty())
+      throw InputError("--overwrite and --resume together: --overwrite removes the run's checkpoints", true);
+    if (w.rank() != 0) return;
+    lock = std::make_unique<train::RunDirLock>(cfg.run.dir);
+    train::prepare_run_dir(cfg.run.dir, !a.resume.empty(), a.overwrite);
+  });
+  w.set_heartbeat_dir(cfg.run.dir);  // a hang names the rank that stopped (comm/watchdog.h)
   std::unique_ptr<ops::Backend> backend;
   comm::run_agreed(w, [&] { backend = make_backend(cfg); });
   // Before anything large is allocated: a config that cannot fit stops every rank (exit 2).
@@ -39,13 +54,27 @@ int run_train(const TrainArgs& a) {
   double load_s = 0;
   if (!a.resume.empty()) {  // any rank's error (bad or mismatched checkpoint) stops all with one line
     const auto t0 = std::chrono::steady_clock::now();
-    comm::run_agreed(w, [&] { resumed = trainer->load_checkpoint(a.resume).dir; });
+    comm::run_agreed(w, [&] {
+      resumed = trainer->load_checkpoint(a.resume).dir;
+      const int64_t step = trainer->steps_done();
+      std::string origin = a.config.empty() ? "<built-in default config>" : a.config;
+      for (const std::string& s : a.sets)
+        if (s.rfind("train.steps=", 0) == 0) origin = "--set " + s;
+      if (cfg.train.steps <= step)  // the same on every rank: the step is the checkpoint's
+        throw InputError(origin + ": train.steps = " + std::to_string(cfg.train.steps) + " is at or below the step of " +
+                             resumed + " (" + std::to_string(step) +
+                             "): nothing to train; set train.steps above it to continue",
+                         true);
+      if (w.rank() == 0) train::truncate_metrics_after(cfg.run.dir, step);
+    });
     load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   if (w.rank() == 0) {
     const auto& src = trainer->source();
-    std::printf("moe train: %d rank(s), ep=%lld, dp=%d, device %s, preset %s\n", w.size(),
-                (long long)cfg.parallel.ep, ctx.dp_size, backend->name(), cfg.parameterization.preset.c_str());
+    std::printf("moe train: %d rank(s), ep=%lld%s, dp=%d, device %s, preset %s\n", w.size(),
+                (long long)cfg.parallel.ep,
+                cfg.parallel.ep_auto ? " (auto: the largest divisor of moe.experts that divides the world size)" : "",
+                ctx.dp_size, backend->name(), cfg.parameterization.preset.c_str());
     std::printf("model: V=%lld T=%lld N=%lld H=%lld L=%lld | M=%lld K=%lld Ne=%lld | %lld params (%lld dense, %lld expert per rank)\n",
                 (long long)cfg.model.vocab, (long long)cfg.model.seq_len, (long long)cfg.model.width,
                 (long long)cfg.model.heads, (long long)cfg.model.depth, (long long)cfg.moe.experts,
@@ -53,6 +82,12 @@ int run_train(const TrainArgs& a) {
                 (long long)(trainer->model().params().count(false) + trainer->model().params().count(true) * ctx.ep_size),
                 (long long)trainer->model().params().count(false), (long long)trainer->model().params().count(true));
     std::printf("data: %s\n", src.describe().c_str());
+    if (const int64_t epochs = data::epoch_at_step(src, cfg.train.steps, cfg.train.batch); epochs > 0)
+      std::printf("data: warning: %lld steps x batch %lld = %lld sequences pass over the %lld windows %lld times "
+                  "(windows are reused)\n",
+                  (long long)cfg.train.steps, (long long)cfg.train.batch,
+                  (long long)(cfg.train.steps * cfg.train.batch), (long long)src.windows().value_or(0),
+                  (long long)epochs + 1);
     if (auto h = src.entropy()) {
       const auto* syn = dynamic_cast<const data::SyntheticLanguage*>(&src);
       std::printf("loss floor (entropy of the language): %.4f +- %.4f nats/token\n", *h,
@@ -85,6 +120,8 @@ void add_train(CLI::App& app, std::vector<Command>& cmds) {
   sub->add_option("--config", args->config, "TOML config (default: the built-in configs/default.toml)");
   sub->add_option("--set", args->sets, "override a key: --set optim.lr=1e-3 (repeatable)");
   sub->add_option("--resume", args->resume, "checkpoint directory, or a run directory to resume from its latest");
+  sub->add_flag("--overwrite", args->overwrite,
+                "start over in a run.dir that holds an earlier run (removes its metrics and checkpoints)");
   cmds.push_back({sub, [args] { return run_train(*args); }});
 }
 

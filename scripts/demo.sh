@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh
 source scripts/env.sh
-mpirun -np 2 build/bin/moe train --config configs/default.toml "$@"
+mpirun -np 2 build/bin/moe train --config configs/default.toml --overwrite "$@"  # a rerun starts over

@@ -76,6 +76,9 @@ std::string resolve_checkpoint(const std::string& path) {
                       ? fs::path(path) / "checkpoints"
                       : fs::path(path);
   fs::path latest = root / "latest";
+  auto all = list_checkpoints(root.string());
+  std::string newest = all.empty() ? "" : "; the newest complete checkpoint is " + all.back().dir +
+                                              " (pass it to --resume explicitly)";
   fs::path target;
   if (fs::is_symlink(latest, ec)) {
     target = fs::read_symlink(latest, ec);
@@ -84,18 +87,25 @@ std::string resolve_checkpoint(const std::string& path) {
     std::string name;
     std::getline(f, name);
     target = name;
+    if (target.empty()) throw InputError(latest.string() + ": empty or unreadable" + newest, true);
+  } else if (fs::exists(latest, ec)) {
+    throw InputError(latest.string() + ": neither a symlink nor a file naming a checkpoint" + newest, true);
   }
+  // Never a guess: a `latest` that points nowhere complete is an error, not a fallback to an
+  // older checkpoint (a resumed run would silently repeat steps).
   if (!target.empty()) {
     fs::path dir = target.is_absolute() ? target : root / target;
     if (has_manifest(dir)) return dir.string();
+    throw InputError(latest.string() + ": points at " + dir.string() +
+                         ", which is not a complete checkpoint (dangling)" + newest,
+                     true);
   }
-  auto all = list_checkpoints(root.string());
   if (all.empty())
     throw InputError(path +
                          ": not a checkpoint (no manifest.toml) and no complete checkpoint under " +
                          root.string(),
                      true);
-  return all.back().dir;
+  throw InputError(latest.string() + ": missing" + newest, true);
 }
 
 void fsync_dir(const std::string& dir) {

@@ -23,8 +23,9 @@ struct CheckpointEntry {
 std::vector<CheckpointEntry> list_checkpoints(const std::string& root);
 
 // A checkpoint directory (holding manifest.toml), a run directory (its checkpoints/latest), or a
-// checkpoints/ directory (its latest) -> the checkpoint directory. Falls back to the newest
-// complete checkpoint when `latest` is missing or dangling. Throws InputError naming `path`.
+// checkpoints/ directory (its latest) -> the checkpoint directory. A missing, dangling or
+// unreadable `latest` is an InputError naming it (and the newest complete checkpoint), never a
+// fallback. Throws InputError naming `path`.
 std::string resolve_checkpoint(const std::string& path);
 
 // ---- durable file-system steps (throw moe::Error naming the path on failure) ----

@@ -329,6 +329,11 @@ void check_same_model(const Manifest& m, const std::string& path, const config::
     for (auto&& [k, v] : *a) keys.insert(std::string(k.str()));
     for (auto&& [k, v] : *b) keys.insert(std::string(k.str()));
     for (const std::string& k : keys) {
+      // Routing and loss settings that no tensor's shape or value depends on: an eval or a
+      // resumed run may change them (capacity drops, the aux and z loss weights, the bias rate).
+      if (section == std::string("moe") &&
+          (k == "capacity_factor" || k == "aux_loss" || k == "z_loss" || k == "bias_update_rate"))
+        continue;
       std::string x = value_text(*a, k), y = value_text(*b, k);
       if (x != y)
         throw InputError(path + ": " + section + "." + k + " differs: the checkpoint has " + x +

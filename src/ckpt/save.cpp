@@ -13,6 +13,7 @@
 #include "src/ckpt/checksum.h"
 #include "src/ckpt/directory.h"
 #include "src/ckpt/shard_io.h"
+#include "src/core/launcher.h"
 
 namespace fs = std::filesystem;
 
@@ -179,6 +180,7 @@ std::string save(const TrainState& st, comm::ParallelContext& ctx, const std::st
 
   // 1. An empty step_N.tmp (interrupted saves of earlier runs are swept away here).
   comm::run_agreed_rethrow(w, [&] {
+    stop_if_launcher_gone();
     if (!rank0) return;
     fs::create_directories(root);
     remove_stale_tmp(root);
@@ -188,6 +190,7 @@ std::string save(const TrainState& st, comm::ParallelContext& ctx, const std::st
   // 2. Every rank writes and fsyncs its shard.
   std::string mine;
   comm::run_agreed_rethrow(w, [&] {
+    stop_if_launcher_gone();
     std::vector<Tensor> hold;
     Shard shard;
     shard.rank = w.rank();
@@ -203,6 +206,7 @@ std::string save(const TrainState& st, comm::ParallelContext& ctx, const std::st
   // 4. Rank 0: manifest, then the atomic rename that makes the checkpoint exist, then `latest`.
   comm::run_agreed_rethrow(w, [&] {
     if (!rank0) return;
+    stop_if_launcher_gone();
     Manifest m = make_manifest(st, ctx);
     for (size_t r = 0; r < all.size(); ++r) {
       ShardInfo s;

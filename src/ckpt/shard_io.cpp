@@ -85,6 +85,8 @@ WrittenShard write_shard(const std::string& path, const Shard& shard) {
     os.flush();
   } catch (const boost::archive::archive_exception& e) {
     ::close(fd);
+    // A failed write surfaces as Boost's "output stream error": the system's reason is the news.
+    if (buf.failed()) throw Error("cannot write " + path + ": " + std::strerror(buf.error()));
     throw Error("cannot serialize " + path + ": " + e.what());
   }
   int err = buf.pubsync() != 0 || buf.failed() ? buf.error() : 0;

@@ -250,7 +250,12 @@ struct DataConfig {
 };
 
 struct ParallelConfig {
-  int64_t ep = 1;                 // expert-parallel size; world = ep x data-parallel
+  // Expert-parallel size; world = ep x data-parallel. `ep = "auto"` in TOML sets ep_auto and
+  // resolves ep to the largest divisor of moe.experts that divides the world size
+  // (auto_ep(); 1 where the world size is not known). ep_auto is not a key: the resolved config
+  // holds the number.
+  int64_t ep = 1;
+  bool ep_auto = false;
   std::string backend = "mpi";    // mpi | nccl
   bool zero1 = false;
   std::string device = "cpu";     // cpu | cuda
@@ -332,6 +337,9 @@ Config parse_config(const std::string& text, const std::string& origin,
                     const std::vector<std::string>& overrides, int world_size = 0);
 // Checks every value and cross-key constraint; throws InputError naming the key.
 void validate(const Config& c, const std::string& origin, int world_size);
+// parallel.ep = "auto": the largest divisor of `experts` that divides `world_size` (1 when
+// world_size <= 0).
+int64_t auto_ep(int64_t experts, int world_size);
 // The resolved config as TOML text (every key, defaults included).
 std::string to_toml(const Config& c);
 

@@ -4,14 +4,18 @@
 // to the TOML tree first, and errors on an overridden key name the --set argument instead of
 // the file.
 #include <toml++/toml.h>
+#include <unistd.h>
 
-#include <fstream>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <sstream>
 
 #include "src/config/config.h"
 #include "src/config/presence.h"
 #include "src/config/toml_reader.h"
 #include "src/core/error.h"
+#include "src/core/regular_file.h"
 
 namespace moe::config {
 namespace {
@@ -53,6 +57,8 @@ class Writer {
   toml::table& tbl_;
 };
 
+bool looks_numeric(const std::string& v);
+
 // "a.b.c=value": value parsed as a TOML value, else taken as a bare string.
 void apply_override(toml::table& root, const std::string& arg, TomlContext& ctx) {
   auto eq = arg.find('=');
@@ -78,9 +84,32 @@ void apply_override(toml::table& root, const std::string& arg, TomlContext& ctx)
   try {
     toml::table parsed = toml::parse("v = " + value);
     t->insert_or_assign(parts.back(), *parsed.get("v"));
-  } catch (const toml::parse_error&) {
+  } catch (const toml::parse_error& e) {
+    // Something that reads as a number but is not a valid TOML one (1e400, an integer beyond 64
+    // bits) is a bad number, not a word.
+    if (looks_numeric(value))
+      throw InputError("--set " + arg + ": " + key + ": \"" + value + "\" is not a representable number (" +
+                           std::string(e.description()) + ")",
+                       true);
     t->insert_or_assign(parts.back(), value);  // a bare word: take it as a string
   }
+}
+
+bool looks_numeric(const std::string& v) {
+  size_t i = (!v.empty() && (v[0] == '+' || v[0] == '-')) ? 1 : 0;
+  return i < v.size() && (std::isdigit(static_cast<unsigned char>(v[i])) || v[i] == '.');
+}
+
+// parallel.ep = "auto" (the built-in default): taken out of the tree before the typed read,
+// resolved once the model's expert count is known.
+bool take_auto_ep(toml::table& root, const TomlContext& ctx) {
+  toml::table* p = root["parallel"].as_table();
+  const toml::node* ep = p ? p->get("ep") : nullptr;
+  if (!ep || !ep->is_string()) return false;
+  if (*ep->value<std::string>() != "auto")
+    ctx.fail("parallel.ep", "expected an integer or \"auto\", got " + toml_type_name(*ep));
+  p->erase("ep");
+  return true;
 }
 
 }  // namespace
@@ -90,21 +119,49 @@ Config parse_config(const std::string& text, const std::string& origin,
   TomlContext ctx{origin, {}};
   toml::table root = parse_toml(text, origin);
   for (const std::string& o : overrides) apply_override(root, o, ctx);
+  const bool ep_auto = take_auto_ep(root, ctx);
   Config c;
   read_toml(root, ctx, c);
-  validate(c, origin, world_size);
+  if (ep_auto) {
+    c.parallel.ep_auto = true;
+    c.parallel.ep = auto_ep(c.moe.experts, world_size);
+  }
+  validate(c, ctx, world_size);
   check_presence(root, ctx);
   return c;
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides,
                    int world_size) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw InputError(path + ": cannot open config file", true);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return parse_config(ss.str(), path, overrides, world_size);
+  // Never blocks (a FIFO), and an empty file or /dev/null would train with every default.
+  int fd = -1;
+  int64_t bytes = 0;
+  const std::string why = open_regular_file(path, fd, bytes);
+  if (!why.empty())
+    throw InputError(path + ": " + (why.rfind("cannot open", 0) == 0 ? "cannot open config file" + why.substr(11)
+                                                                     : "config file " + why),
+                     true);
+  if (bytes == 0) {
+    ::close(fd);
+    throw InputError(path + ": config file is empty", true);
+  }
+  std::string text;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      throw InputError(path + ": cannot read config file: " + std::strerror(err), true);
+    }
+    if (n == 0) break;
+    text.append(buf, size_t(n));
+  }
+  ::close(fd);
+  return parse_config(text, path, overrides, world_size);
 }
+
 
 std::string to_toml(const Config& c) {
   toml::table root;

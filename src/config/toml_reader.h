@@ -4,6 +4,8 @@
 #pragma once
 #include <toml++/toml.h>
 
+#include <cmath>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <set>
@@ -40,10 +42,17 @@ inline std::string toml_type_name(const toml::node& n) {
 struct TomlContext {
   std::string origin;                      // file name for messages
   std::map<std::string, std::string> set;  // dotted key -> the --set argument that gave it
-  [[noreturn]] void fail(const std::string& key, const std::string& what) const {
+  // Where a value came from: "--set key=value" when an override gave `key`, else the first
+  // overridden key of `related` (a cross-key constraint is blamed on the key the user set),
+  // else the file.
+  std::string where(const std::string& key, std::initializer_list<const char*> related = {}) const {
     auto it = set.find(key);
-    std::string where = it != set.end() ? "--set " + it->second : origin;
-    throw InputError(where + ": " + key + ": " + what, /*collective=*/true);
+    for (auto r = related.begin(); it == set.end() && r != related.end(); ++r) it = set.find(*r);
+    return it != set.end() ? "--set " + it->second : origin;
+  }
+  [[noreturn]] void fail(const std::string& key, const std::string& what,
+                         std::initializer_list<const char*> related = {}) const {
+    throw InputError(where(key, related) + ": " + key + ": " + what, /*collective=*/true);
   }
 };
 
@@ -78,6 +87,9 @@ class TomlReader {
   void read(const toml::node& n, const std::string& key, double& out) {
     if (!n.is_number()) ctx_.fail(key, "expected a number, got " + toml_type_name(n));
     out = *n.value<double>();
+    // No key means "unbounded" by inf, and nan compares false with every bound check.
+    if (!std::isfinite(out))
+      ctx_.fail(key, std::string("expected a finite number, got ") + (std::isnan(out) ? "nan" : out > 0 ? "inf" : "-inf"));
   }
   void read(const toml::node& n, const std::string& key, bool& out) {
     if (!n.is_boolean()) ctx_.fail(key, "expected true or false, got " + toml_type_name(n));
@@ -147,5 +159,9 @@ void read_toml(const toml::table& root, const TomlContext& ctx, T& out) {
   out.visit(r);
   r.check_unknown();
 }
+
+struct Config;
+// config::validate with the origin of every overridden key (src/config/validate.cpp).
+void validate(const Config& c, const TomlContext& ctx, int world_size);
 
 }  // namespace moe::config

@@ -1,8 +1,11 @@
-// Value and cross-key checks on a parsed Config; each failure names the key and the file.
+// Value and cross-key checks on a parsed Config; each failure names the key and where its value
+// came from: the file, or the --set that gave it (for a cross-key constraint, the --set of
+// either key).
 #include <initializer_list>
 #include <string>
 
 #include "src/config/config.h"
+#include "src/config/toml_reader.h"
 #include "src/core/error.h"
 #include "src/optim/groups.h"
 #include "src/optim/regime.h"
@@ -11,9 +14,11 @@ namespace moe::config {
 namespace {
 
 struct Checker {
-  const std::string& origin;
-  void require(bool ok, const std::string& key, const std::string& what) const {
-    if (!ok) throw InputError(origin + ": " + key + ": " + what, /*collective=*/true);
+  const TomlContext& ctx;
+  // `related`: the other keys of a cross-key constraint; a --set of one of them is the source.
+  void require(bool ok, const std::string& key, const std::string& what,
+               std::initializer_list<const char*> related = {}) const {
+    if (!ok) ctx.fail(key, what, related);
   }
   void positive(int64_t v, const std::string& key) const {
     require(v >= 1, key, "must be >= 1, got " + std::to_string(v));
@@ -35,8 +40,19 @@ struct Checker {
 
 }  // namespace
 
+int64_t auto_ep(int64_t experts, int world_size) {
+  int64_t best = 1;
+  for (int64_t d = 1; world_size > 0 && d <= experts; ++d)
+    if (experts % d == 0 && world_size % d == 0) best = d;
+  return best;
+}
+
 void validate(const Config& c, const std::string& origin, int world_size) {
-  Checker ck{origin};
+  validate(c, TomlContext{origin, {}}, world_size);
+}
+
+void validate(const Config& c, const TomlContext& ctx, int world_size) {
+  Checker ck{ctx};
   const ModelConfig& m = c.model;
   ck.require(m.vocab >= 2, "model.vocab", "must be >= 2, got " + std::to_string(m.vocab));
   ck.require(m.vocab <= 65536, "model.vocab", "must be <= 65536 (token ids are uint16 in shards)");
@@ -45,14 +61,16 @@ void validate(const Config& c, const std::string& origin, int world_size) {
   ck.positive(m.heads, "model.heads");
   ck.positive(m.depth, "model.depth");
   ck.require(m.width % m.heads == 0, "model.heads",
-             "width " + std::to_string(m.width) + " is not divisible by " + std::to_string(m.heads) + " heads");
+             "width " + std::to_string(m.width) + " is not divisible by " + std::to_string(m.heads) + " heads",
+             {"model.width"});
   ck.require(m.norm_eps > 0, "model.norm_eps", "must be > 0");
 
   const MoeConfig& e = c.moe;
   ck.positive(e.experts, "moe.experts");
   ck.positive(e.top_k, "moe.top_k");
   ck.require(e.top_k <= e.experts, "moe.top_k",
-             "top_k " + std::to_string(e.top_k) + " exceeds experts " + std::to_string(e.experts));
+             "top_k " + std::to_string(e.top_k) + " exceeds experts " + std::to_string(e.experts),
+             {"moe.experts"});
   ck.positive(e.expert_width, "moe.expert_width");
   ck.one_of(e.activation, "moe.activation", {"gelu", "swiglu"});
   if (e.gate) ck.one_of(*e.gate, "moe.gate", {"softmax", "sigmoid"});
@@ -75,10 +93,12 @@ void validate(const Config& c, const std::string& origin, int world_size) {
   ck.positive(p.base.experts, "parameterization.base.experts");
   ck.positive(p.base.top_k, "parameterization.base.top_k");
   ck.positive(p.base.depth, "parameterization.base.depth");
-  ck.require(p.base.top_k <= p.base.experts, "parameterization.base.top_k", "exceeds base.experts");
+  ck.require(p.base.top_k <= p.base.experts, "parameterization.base.top_k", "exceeds base.experts",
+             {"parameterization.base.experts"});
   if (p.base.heads) {
     ck.positive(*p.base.heads, "parameterization.base.heads");
-    ck.require(p.base.width % *p.base.heads == 0, "parameterization.base.heads", "does not divide base.width");
+    ck.require(p.base.width % *p.base.heads == 0, "parameterization.base.heads", "does not divide base.width",
+               {"parameterization.base.width"});
   }
   ck.require(p.init_std > 0, "parameterization.init_std", "must be > 0");
   if (p.depth_alpha) ck.range(*p.depth_alpha, 0, 2, "parameterization.depth_alpha");
@@ -130,9 +150,13 @@ void validate(const Config& c, const std::string& origin, int world_size) {
 
   const DataConfig& d = c.data;
   ck.one_of(d.kind, "data.kind", {"synthetic", "llmc", "text"});
-  if (d.kind != "synthetic") ck.require(!d.path.empty(), "data.path", "is required for data.kind = \"" + d.kind + "\"");
-  if (d.kind == "text") ck.require(m.vocab >= 256, "model.vocab", "must be >= 256 for byte-level text");
-  ck.require(d.branching >= 1 && d.branching <= m.vocab, "data.branching", "must be in [1, model.vocab]");
+  if (d.kind != "synthetic")
+    ck.require(!d.path.empty(), "data.path", "is required for data.kind = \"" + d.kind + "\"", {"data.kind"});
+  if (d.kind == "text")
+    ck.require(m.vocab >= 256, "model.vocab", "must be >= 256 for byte-level text", {"data.kind"});
+  ck.require(d.branching >= 1 && d.branching <= m.vocab, "data.branching",
+             "must be in [1, model.vocab = " + std::to_string(m.vocab) + "], got " + std::to_string(d.branching),
+             {"model.vocab"});
   ck.require(d.zipf >= 0, "data.zipf", "must be >= 0");
   ck.range(d.copy_prob, 0, 1, "data.copy_prob", true);
   ck.positive(d.copy_lag, "data.copy_lag");
@@ -140,11 +164,13 @@ void validate(const Config& c, const std::string& origin, int world_size) {
   const ParallelConfig& pl = c.parallel;
   ck.positive(pl.ep, "parallel.ep");
   ck.require(e.experts % pl.ep == 0, "parallel.ep",
-             "moe.experts = " + std::to_string(e.experts) + " is not divisible by ep = " + std::to_string(pl.ep));
+             "moe.experts = " + std::to_string(e.experts) + " is not divisible by ep = " + std::to_string(pl.ep),
+             {"moe.experts"});
   ck.one_of(pl.backend, "parallel.backend", {"mpi", "nccl"});
   ck.one_of(pl.device, "parallel.device", {"cpu", "cuda"});
   if (pl.backend == "nccl")
-    ck.require(pl.device == "cuda", "parallel.backend", "\"nccl\" needs parallel.device = \"cuda\"");
+    ck.require(pl.device == "cuda", "parallel.backend", "\"nccl\" needs parallel.device = \"cuda\"",
+               {"parallel.device"});
   if (world_size > 0) {
     ck.require(world_size % pl.ep == 0, "parallel.ep",
                "world size " + std::to_string(world_size) + " is not divisible by ep = " + std::to_string(pl.ep));
@@ -161,7 +187,8 @@ void validate(const Config& c, const std::string& origin, int world_size) {
   ck.require(g.fault_step >= 0, "debug.fault_step", "must be >= 0 (0 = off)");
   ck.one_of(g.fault, "debug.fault", {"throw", "exit", "hang"});
   ck.require(g.route_all_to_expert >= -1 && g.route_all_to_expert < e.experts,
-             "debug.route_all_to_expert", "must be -1 (off) or an expert index below moe.experts");
+             "debug.route_all_to_expert", "must be -1 (off) or an expert index below moe.experts",
+             {"moe.experts"});
 
   const CheckpointConfig& k = c.checkpoint;
   ck.require(k.every >= 0, "checkpoint.every", "must be >= 0 (0 = only at the end)");

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "src/core/error.h"
+#include "src/core/regular_file.h"
 #include "src/data/synthetic.h"
 
 namespace moe::data {
@@ -38,15 +39,11 @@ std::vector<std::string> expand(const std::string& pattern) {
 MappedFile map_file(const std::string& path) {
   MappedFile f;
   f.path = path;
-  int fd = open(path.c_str(), O_RDONLY);
-  if (fd < 0) bad(path, std::string("cannot open: ") + std::strerror(errno));
-  struct stat st {};
-  fstat(fd, &st);
-  if (S_ISDIR(st.st_mode)) {
-    close(fd);
-    bad(path, "is a directory");
-  }
-  f.map_bytes = size_t(st.st_size);
+  int fd = -1;
+  int64_t bytes = 0;
+  const std::string why = open_regular_file(path, fd, bytes);  // a FIFO must not block
+  if (!why.empty()) bad(path, why);
+  f.map_bytes = size_t(bytes);
   if (f.map_bytes > 0) {
     f.map = mmap(nullptr, f.map_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
     if (f.map == MAP_FAILED) {

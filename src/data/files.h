@@ -38,6 +38,7 @@ class FileTokens final : public TokenSource {
              uint64_t seed);
   void sequence(int64_t seq, int64_t T, int32_t* out) const override;
   std::string describe() const override;
+  std::optional<int64_t> windows() const override { return windows_; }
   int64_t total_tokens() const;
 
  private:

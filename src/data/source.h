@@ -20,7 +20,17 @@ class TokenSource {
   virtual std::string describe() const = 0;
   // Best achievable loss (nats per token) where the source knows it.
   virtual std::optional<double> entropy() const { return std::nullopt; }
+  // Distinct sequences (windows) before the order repeats with a new permutation: sequence s
+  // is in epoch s / windows. None for an endless stream (the synthetic language).
+  virtual std::optional<int64_t> windows() const { return std::nullopt; }
 };
+
+// The data epoch (0 = first pass) of the last sequence of step `step` (1-based) at global batch
+// B: > 0 means windows are being reused.
+inline int64_t epoch_at_step(const TokenSource& src, int64_t step, int64_t B) {
+  const auto w = src.windows();
+  return w && *w > 0 ? (step * B - 1) / *w : 0;
+}
 
 // split = "train" or "val" (a disjoint stream for the synthetic language).
 std::unique_ptr<TokenSource> make_source(const config::DataConfig& data, int64_t vocab,

@@ -183,7 +183,8 @@ Sweep load_sweep(const std::string& spec_path, const std::vector<std::string>& b
           c.run.seed = seed;
           c.run.dir = r.dir;
           c.train.steps = s.steps;
-          c.parallel.ep = sp.ep.value_or(s.base.parallel.ep);
+          c.parallel.ep = sp.ep.value_or(s.base.parallel.ep_auto ? config::auto_ep(c.moe.experts, int(sp.ranks))
+                                                                 : s.base.parallel.ep);
           config::validate(c, spec_path + " (run " + r.name + ", " + std::to_string(sp.ranks) + " rank(s))",
                            int(sp.ranks));
           s.runs.push_back(std::move(r));

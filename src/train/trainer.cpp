@@ -8,7 +8,10 @@
 
 #include <unistd.h>
 
+#include "comm/agree.h"
+#include "src/ckpt/directory.h"
 #include "src/core/error.h"
+#include "src/core/launcher.h"
 #include "src/metrics/flops.h"
 #include "src/metrics/json.h"
 
@@ -47,16 +50,17 @@ Trainer::Trainer(const config::Config& cfg, comm::ParallelContext& ctx, TrainerO
   source_ = data::make_source(cfg_.data, cfg_.model.vocab, cfg_.model.seq_len);
   if (opt_.write_run_dir && ctx_.world->rank() == 0) {
     // A run directory that cannot be made is the user's input (run.dir), seen by rank 0 only:
-    // the caller's agreement (comm::run_agreed) stops every rank with this one line.
+    // the caller's agreement (comm::run_agreed) stops every rank with this one line. Every
+    // write is checked (a full disk names the file and the reason).
     std::error_code ec;
     std::filesystem::create_directories(cfg_.run.dir, ec);
     if (ec || !std::filesystem::is_directory(cfg_.run.dir))
       throw InputError("run.dir = \"" + cfg_.run.dir + "\": cannot create the run directory" +
                        (ec ? ": " + ec.message() : std::string(": not a directory")));
-    std::ofstream(cfg_.run.dir + "/config.toml") << config::to_toml(cfg_);
-    std::ofstream(cfg_.run.dir + "/param_table.txt") << optim::format_table(table_, "text");
-    metrics_.open(cfg_.run.dir + "/metrics.jsonl", std::ios::app);
-    if (!metrics_) throw InputError("run.dir = \"" + cfg_.run.dir + "\": cannot write metrics.jsonl there");
+    stop_if_launcher_gone();
+    ckpt::write_file_durably(cfg_.run.dir + "/config.toml", config::to_toml(cfg_));
+    ckpt::write_file_durably(cfg_.run.dir + "/param_table.txt", optim::format_table(table_, "text"));
+    metrics_.open(cfg_.run.dir + "/metrics.jsonl");
   }
 }
 
@@ -179,16 +183,41 @@ void Trainer::log(const StepRecord& r) {
   const double mean = rsum / ctx_.world->size();
   j.key("rank_tokens").begin_object().kv("max", rmax).kv("mean", mean);
   j.kv("max_over_mean", mean > 0 ? rmax / mean : 0).end_object();
+  // Warnings a reader of the loss must not miss: tokens dropped by capacity, windows reused.
+  double worst_drop = 0;
+  for (const LayerLoad& l : loads) worst_drop = std::max(worst_drop, l.dropped);
+  const int64_t epoch = data::epoch_at_step(*source_, r.step, cfg_.train.batch);
+  std::vector<std::string> warnings;
+  char buf[160];
+  if (worst_drop > kDropWarnFraction) {
+    std::snprintf(buf, sizeof buf, "%.1f%% of token assignments dropped (moe.capacity_factor = %g)",
+                  100 * worst_drop, cfg_.moe.capacity_factor);
+    warnings.push_back(buf);
+  }
+  if (epoch > 0) {
+    std::snprintf(buf, sizeof buf, "data windows reused (epoch %lld over %lld windows)", (long long)epoch + 1,
+                  (long long)source_->windows().value_or(0));
+    warnings.push_back(buf);
+  }
+  j.kv("dropped_max", worst_drop).kv("data_epoch", epoch + 1);
+  j.key("warnings").begin_array();
+  for (const std::string& w : warnings) j.value(w);
+  j.end_array();
   j.end_object();
-  if (metrics_.is_open()) metrics_ << j.str() << "\n" << std::flush;
+  if (metrics_.is_open()) {
+    stop_if_launcher_gone();
+    metrics_.append(j.str() + "\n");
+  }
   if (opt_.progress) {
     const double elapsed = now() - started_;
     const int64_t done = r.step - first_logged_step_;
     const double eta = done > 0 ? elapsed / done * double(cfg_.train.steps - r.step) : 0;
-    std::printf("step %5lld/%lld | loss %.4f (ce %.4f) | grad %.3f | %s tok/s | a2a %.1f ms | eta %s%s\n",
+    std::string warn;
+    for (const std::string& w : warnings) warn += " | warning: " + w;
+    std::printf("step %5lld/%lld | loss %.4f (ce %.4f) | grad %.3f | %s tok/s | a2a %.1f ms | eta %s%s%s\n",
                 (long long)r.step, (long long)cfg_.train.steps, r.loss.total(), r.loss.ce,
                 r.info.grad_norm, fmt_rate(tokens / r.seconds).c_str(), 1e3 * r.a2a_seconds,
-                fmt_duration(eta).c_str(), r.skipped ? " | non-finite: skipped" : "");
+                fmt_duration(eta).c_str(), r.skipped ? " | non-finite: skipped" : "", warn.c_str());
     std::fflush(stdout);
   }
 }
@@ -200,11 +229,21 @@ void Trainer::train() {
   while (step_ < cfg_.train.steps) {
     StepRecord r = step();
     // Skipped steps are always logged (the verdict is the same on every rank: log is collective).
+    // A failed write (rank 0's metrics, any rank's shard) stops every rank with one line.
     if (r.step % cfg_.train.log_every == 0 || r.step == cfg_.train.steps || r.step == 1 || r.skipped)
-      log(r);
-    if (opt_.checkpoints && every > 0 && r.step % every == 0) save_checkpoint();
+      comm::run_agreed(*ctx_.world, [&] { log(r); });
+    if (opt_.checkpoints && every > 0 && r.step % every == 0) save_agreed();
   }
-  if (opt_.checkpoints && step_ != saved_step_) save_checkpoint();
+  if (opt_.checkpoints && step_ != saved_step_) save_agreed();
+}
+
+void Trainer::save_agreed() {
+  try {
+    save_checkpoint();
+  } catch (const Error& e) {  // the same error on every rank (ckpt::save agrees on it)
+    if (ctx_.world->rank() == 0) comm::print_error(e.what());
+    throw comm::AgreedFailure(e.exit_code());
+  }
 }
 
 ckpt::TrainState Trainer::checkpoint_state() {

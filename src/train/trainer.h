@@ -13,10 +13,15 @@
 #include "src/config/config.h"
 #include "src/core/error.h"
 #include "src/data/source.h"
+#include "src/metrics/append_file.h"
 #include "src/optim/optimizer.h"
 #include "src/optim/parameterization.h"
 
 namespace moe::train {
+
+// A logged step whose MoE layers drop more than this fraction of token assignments (capacity)
+// carries a warning in the progress line and in metrics.jsonl.
+constexpr double kDropWarnFraction = 0.10;
 
 struct LayerLoad {
   double max_over_mean = 0;  // busiest expert's load / mean load
@@ -83,6 +88,9 @@ class Trainer {
   // debug.inject_nan_*: a NaN in this rank's loss or local gradient (tests only).
   void inject_nan(int64_t step, models::LossParts& loss);
   void log(const StepRecord& r);
+  // save_checkpoint() inside train(): a failure prints one line (rank 0) and throws
+  // comm::AgreedFailure on every rank.
+  void save_agreed();
 
   config::Config cfg_;
   comm::ParallelContext& ctx_;
@@ -92,7 +100,7 @@ class Trainer {
   std::unique_ptr<models::Transformer> model_;
   std::unique_ptr<optim::Optimizer> optim_;
   std::unique_ptr<data::TokenSource> source_;
-  std::ofstream metrics_;
+  metrics::AppendFile metrics_;
   int64_t step_ = 0;  // optimizer steps done
   double started_ = 0;
   int64_t first_logged_step_ = 0;

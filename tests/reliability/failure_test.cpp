@@ -14,12 +14,7 @@ namespace {
 
 constexpr double kStopLimit = 60;  // seconds from the failure until every process is gone
 
-std::string temp_dir(const std::string& name) {
-  std::string d = ::testing::TempDir() + "moe_rel_" + name + "_" + std::to_string(::getpid());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+std::string temp_dir(const std::string& name) { return scratch_dir("rel_" + name); }
 
 // A tiny model training "forever" on 4 ranks with EP = 2 (so tokens cross ranks), saving often.
 std::vector<std::string> long_run(const std::string& run_dir, std::vector<std::string> more = {}) {
@@ -167,7 +162,28 @@ TEST(FailureStopsEveryone, RankExitsWithoutFinalize) {
 TEST(FailureStopsEveryone, HungRankCaughtByWatchdog) {
   // Rank 2 sleeps forever at step 5; the others wait in a collective until the watchdog
   // (parallel.timeout_s = 3) aborts the job with exit code 4.
-  run_fault({"hang", 4, "did not complete within 3 s", {"--set", "parallel.timeout_s=3"}});
+  // Its own heartbeat (comm/watchdog.h) names it as the culprit.
+  run_fault({"hang", 4, "rank 2 is outside any collective", {"--set", "parallel.timeout_s=3"}});
+}
+
+TEST(FailureStopsEveryone, StoppedRankIsNamedAndBlamesNoOne) {
+  // SIGSTOP on rank 2 mid-run: the others' watchdogs see its heartbeat stop and name it; rank 2
+  // itself (continued by mpirun's SIGCONT before its SIGTERM) never claims another rank hangs.
+  const std::string dir = temp_dir("sigstop");
+  Proc p = spawn(moe_cmd(4, long_run(dir + "/run", {"--set", "parallel.timeout_s=3"})), dir + "/log");
+  auto ranks = wait_ranks(p, 60);
+  ASSERT_EQ(ranks.size(), 4u) << slurp(p.err_path);
+  while (seconds_since(p.started) < 60 && steps_logged(dir + "/run") < 2 && alive(p.pid))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(::kill(ranks.at(2), SIGSTOP), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  Stop s = wait_all_gone(p, ranks, t0);
+  std::printf("SIGSTOP rank 2: every process gone %.2f s later, mpirun exit %d\n  stderr: %s\n", s.seconds,
+              s.result.code, s.result.err.substr(0, 600).c_str());
+  EXPECT_EQ(s.result.code, 4) << s.result.err;
+  EXPECT_NE(s.result.err.find("rank 2 has sent no heartbeat"), std::string::npos) << s.result.err;
+  EXPECT_EQ(s.result.err.find("[rank 2]"), std::string::npos) << s.result.err;
+  fs::remove_all(dir);
 }
 
 TEST(FailureStopsEveryone, WatchdogQuietOnAHealthyRun) {

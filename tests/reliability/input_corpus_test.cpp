@@ -6,6 +6,7 @@
 // banner, no signal or core dump; the only other stderr lines allowed are mpirun's own notice
 // that ranks exited non-zero. The number of cases and runs is printed.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <functional>
@@ -124,13 +125,30 @@ TEST(InputCorpus, BrokenConfigs) {
   cases.push_back({"(cli)/unknown_option",
                    "moe: error: The following argument was not expected: --bogus",
                    {"train", "--config", "base.toml", "--bogus"}});
+  // A config path that is not a regular file, or is empty, would block (a FIFO) or train with
+  // every default (a directory, /dev/null, an empty file): refused at once, naming the path.
+  std::ofstream(cwd + "/empty.toml").flush();
+  ASSERT_EQ(::mkfifo((cwd + "/fifo.toml").c_str(), 0644), 0);
+  cases.push_back({"(cli)/config_is_a_directory", "configs: config file is a directory",
+                   {"train", "--config", "configs"}});
+  cases.push_back({"(cli)/config_is_dev_null", "/dev/null: config file is a character device",
+                   {"train", "--config", "/dev/null"}});
+  cases.push_back({"(cli)/config_is_empty", "empty.toml: config file is empty",
+                   {"train", "--config", "empty.toml"}});
+  cases.push_back({"(cli)/config_is_a_fifo", "fifo.toml: config file is a FIFO",
+                   {"train", "--config", "fifo.toml"}});
   run_cases("configs", cases, cwd);
   if (!HasFailure()) fs::remove_all(cwd);
 }
 
 TEST(InputCorpus, BrokenData) {
   const std::string cwd = work_copy("data");
-  run_cases("data", cases_in(cwd, "data"), cwd);
+  std::vector<Case> cases = cases_in(cwd, "data");
+  // A FIFO as the data file must not block (it cannot live in git: made here).
+  ASSERT_EQ(::mkfifo((cwd + "/data/fifo.bin").c_str(), 0644), 0);
+  cases.push_back({"(cli)/data_is_a_fifo", "data/fifo.bin: is a FIFO, not a regular file",
+                   {"train", "--config", "base.toml", "--set", "data.kind=llmc", "--set", "data.path=data/fifo.bin"}});
+  run_cases("data", cases, cwd);
   if (!HasFailure()) fs::remove_all(cwd);
 }
 

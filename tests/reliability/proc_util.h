@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "tests/child_env.h"
 
 namespace moe::test {
@@ -173,6 +175,21 @@ inline bool is_mpirun_notice(const std::string& l) {
   static const std::regex re(
       R"(^-+$|^Primary job +terminated normally|^a non-zero exit code|^(mpirun|mpiexec) detected that one or more processes exited|^the job to be terminated|^ +Process name:|^ +Exit code:|^\s*$)");
   return std::regex_search(l, re);
+}
+
+// A fresh scratch directory for one test: <gtest TempDir>/moe_<name>_<pid>.
+inline std::string scratch_dir(const std::string& name) {
+  std::string d = ::testing::TempDir() + "moe_" + name + "_" + std::to_string(::getpid());
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+// `moe train` of the tiny model in tests/inputs/base.toml into run_dir, then `more`.
+inline std::vector<std::string> train_base(const std::string& run_dir, std::vector<std::string> more = {}) {
+  std::vector<std::string> a = {"train", "--config", kInputs + "/base.toml", "--set", "run.dir=" + run_dir};
+  a.insert(a.end(), more.begin(), more.end());
+  return a;
 }
 
 // Lines of `text` starting with `prefix`.

@@ -146,14 +146,25 @@ TEST(CheckpointDirectory, ResolveAndList) {
   ASSERT_EQ(all.size(), 2u);
   EXPECT_EQ(all[0].step, 5);
   EXPECT_EQ(all[1].step, 10);
-  // No latest: the newest complete one. A latest symlink wins; a dangling one falls back.
-  EXPECT_EQ(ckpt::resolve_checkpoint(run), root + "/step_00000010");
+  // Resume never guesses: no latest, or a dangling one, is an error naming it and the newest
+  // complete checkpoint; a latest symlink wins over newer steps.
+  auto resolve_error = [&] {
+    try {
+      ckpt::resolve_checkpoint(run);
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_TRUE(Contains(resolve_error(), root + "/latest: missing")) << resolve_error();
+  EXPECT_TRUE(Contains(resolve_error(), root + "/step_00000010")) << resolve_error();
   ckpt::replace_latest(root, "step_00000005");
   EXPECT_EQ(ckpt::resolve_checkpoint(run), root + "/step_00000005");
   EXPECT_EQ(ckpt::resolve_checkpoint(root), root + "/step_00000005");
   EXPECT_EQ(ckpt::resolve_checkpoint(root + "/step_00000010"), root + "/step_00000010");
   ckpt::replace_latest(root, "step_00000099");
-  EXPECT_EQ(ckpt::resolve_checkpoint(run), root + "/step_00000010");
+  EXPECT_TRUE(Contains(resolve_error(), root + "/latest: points at " + root + "/step_00000099")) << resolve_error();
+  EXPECT_TRUE(Contains(resolve_error(), "dangling")) << resolve_error();
   ckpt::prune_checkpoints(root, 1, "step_00000010");
   all = ckpt::list_checkpoints(root);
   ASSERT_EQ(all.size(), 1u);

@@ -369,6 +369,41 @@ TEST(Config, ValidationErrorsNameTheKey) {
 TEST(Config, ValidationErrorViaSetNamesTheKey) {
   std::string msg = ParseError("", {"moe.top_k=9"});
   EXPECT_TRUE(Contains(msg, "moe.top_k"));
+  // The value came from --set: the message says so, not the file.
+  EXPECT_TRUE(Contains(ParseError("", {"optim.lr=-1"}), "--set optim.lr=-1: optim.lr: must be > 0"));
+  // A cross-key constraint is blamed on the key the user set, whichever key it is checked on.
+  EXPECT_TRUE(Contains(ParseError("", {"model.vocab=2"}), "--set model.vocab=2: data.branching"));
+  EXPECT_TRUE(Contains(ParseError("", {"moe.experts=1"}), "--set moe.experts=1: moe.top_k"));
+  EXPECT_TRUE(Contains(ParseError("[model]\nvocab = 2\n", {}), std::string(kOrigin) + ": data.branching"));
+}
+
+TEST(Config, NonFiniteAndOutOfRangeNumbersAreRefused) {
+  EXPECT_TRUE(Contains(ParseError("[optim]\nlr = inf\n", {}), "optim.lr: expected a finite number, got inf"));
+  EXPECT_TRUE(Contains(ParseError("[moe]\nz_loss = inf\n", {}), "moe.z_loss: expected a finite number, got inf"));
+  EXPECT_TRUE(Contains(ParseError("", {"optim.lr=nan"}), "--set optim.lr=nan: optim.lr: expected a finite number, got nan"));
+  EXPECT_TRUE(Contains(ParseError("", {"optim.lr=-inf"}), "got -inf"));
+  EXPECT_TRUE(Contains(ParseError("", {"optim.lr=1e400"}), "--set optim.lr=1e400: optim.lr: \"1e400\" is not a representable number"));
+  EXPECT_TRUE(Contains(ParseError("", {"train.steps=99999999999999999999"}), "is not a representable number"));
+  // A word is still a word (a string key), and the wrong type for a number key.
+  EXPECT_TRUE(Contains(ParseError("", {"optim.lr=fast"}), "expected a number, got a string"));
+}
+
+TEST(Config, AutoEpIsTheLargestDivisorOfExpertsDividingTheWorld) {
+  EXPECT_EQ(config::auto_ep(8, 1), 1);
+  EXPECT_EQ(config::auto_ep(8, 2), 2);
+  EXPECT_EQ(config::auto_ep(8, 4), 4);
+  EXPECT_EQ(config::auto_ep(8, 6), 2);
+  EXPECT_EQ(config::auto_ep(8, 16), 8);
+  EXPECT_EQ(config::auto_ep(6, 4), 2);
+  EXPECT_EQ(config::auto_ep(8, 0), 1);
+  Config c = parse_config("[parallel]\nep = \"auto\"\n", kOrigin, {}, 4);
+  EXPECT_EQ(c.parallel.ep, 4);
+  EXPECT_TRUE(c.parallel.ep_auto);
+  c = parse_config("[train]\nbatch = 12\n", kOrigin, {"parallel.ep=auto"}, 6);
+  EXPECT_EQ(c.parallel.ep, 2);
+  EXPECT_TRUE(Contains(ParseError("[parallel]\nep = \"four\"\n", {}), "parallel.ep: expected an integer or \"auto\""));
+  // The resolved config holds the number, so it reads back at any world size.
+  EXPECT_TRUE(Contains(config::to_toml(c), "ep = 2"));
 }
 
 TEST(Config, SyntaxErrorNamesFileAndLine) {

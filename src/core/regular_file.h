@@ -1,0 +1,15 @@
+// Opening an input file the user named (a config, a data file) without ever blocking: a FIFO
+// would block open() or read() forever and a device reads as an endless or empty file, so only
+// regular files are accepted, and what else the path is gets named in the error.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace moe {
+
+// Opens `path` read-only (O_NONBLOCK, so a FIFO cannot block). Returns "" and the descriptor
+// and size of a regular file in fd / bytes; otherwise closes what it opened and returns why:
+// "cannot open: <strerror>", "is a directory", "is a FIFO, not a regular file", ...
+std::string open_regular_file(const std::string& path, int& fd, int64_t& bytes);
+
+}  // namespace moe

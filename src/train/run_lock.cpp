@@ -1,0 +1,182 @@
+// The run-directory lock (see run_lock.h for the stale rule) and the checks on what a run
+// directory already holds.
+#include "src/train/run_lock.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "src/ckpt/directory.h"
+#include "src/core/error.h"
+#include "src/train/run_metrics.h"
+
+namespace fs = std::filesystem;
+
+namespace moe::train {
+namespace {
+
+std::string hostname() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown-host";
+  return buf;
+}
+
+std::string slurm_job() {
+  const char* j = std::getenv("SLURM_JOB_ID");
+  return j && *j ? j : "-";
+}
+
+struct Holder {
+  std::string host = "?", job = "-";
+  long pid = 0;
+  std::string describe() const {
+    std::string s = "host " + host + ", pid " + std::to_string(pid);
+    if (job != "-") s += ", Slurm job " + job;
+    return s;
+  }
+};
+
+Holder read_holder(int fd) {
+  char buf[512] = {};
+  ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+  Holder h;
+  std::istringstream is(std::string(buf, n > 0 ? size_t(n) : 0));
+  for (std::string kv; is >> kv;) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
+    if (k == "host") h.host = v;
+    if (k == "pid") h.pid = std::atol(v.c_str());
+    if (k == "slurm_job") h.job = v;
+  }
+  return h;
+}
+
+// 0: locked; EAGAIN/EACCES: another process holds it; anything else: locks do not work here.
+int try_lock(int fd) {
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  // Open-file-description locks stay with this descriptor whatever else the process opens and
+  // closes; plain POSIX locks where the kernel lacks them.
+  if (::fcntl(fd, F_OFD_SETLK, &fl) == 0) return 0;
+  if (errno == EINVAL && ::fcntl(fd, F_SETLK, &fl) == 0) return 0;
+  return errno;
+}
+
+void write_holder(int fd, const std::string& path) {
+  std::ostringstream os;
+  os << "host=" << hostname() << " pid=" << ::getpid() << " slurm_job=" << slurm_job() << " started="
+     << std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()
+     << "\n# moe train holds this run directory; see src/train/run_lock.h for when a left-over file is stale\n";
+  const std::string text = os.str();
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, text.data(), text.size(), 0) != ssize_t(text.size()) ||
+      ::fsync(fd) != 0)
+    throw Error("cannot write " + path + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+RunDirLock::RunDirLock(const std::string& run_dir) : path_(file_name(run_dir)) {
+  std::error_code ec;
+  fs::create_directories(run_dir, ec);
+  if (ec || !fs::is_directory(run_dir))
+    throw InputError("run.dir = \"" + run_dir + "\": cannot create the run directory" +
+                     (ec ? ": " + ec.message() : std::string(": not a directory")));
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd_ < 0 && errno != EEXIST) throw InputError(path_ + ": cannot create the lock file: " + std::strerror(errno));
+  if (fd_ < 0) {  // a lock file exists: is its holder alive?
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd_ < 0) throw InputError(path_ + ": cannot open the lock file: " + std::strerror(errno));
+    const int lock = try_lock(fd_);
+    const Holder h = read_holder(fd_);
+    struct stat st {};
+    ::fstat(fd_, &st);
+    const double age = double(std::time(nullptr) - st.st_mtime);
+    const bool here = h.host == hostname();
+    bool alive;
+    if (lock == EAGAIN || lock == EACCES) alive = true;
+    else if (here) alive = lock != 0 && h.pid > 0 && (::kill(pid_t(h.pid), 0) == 0 || errno == EPERM);
+    else alive = age < kStaleSeconds;
+    if (alive) {
+      ::close(fd_);
+      fd_ = -1;
+      throw InputError("run.dir = \"" + run_dir + "\" is in use by another job (" + h.describe() + "; " + path_ +
+                       "): give this job its own run.dir, or wait until that one ends");
+    }
+  } else if (const int lock = try_lock(fd_); lock == EAGAIN || lock == EACCES) {
+    ::close(fd_);
+    fd_ = -1;
+    throw InputError(path_ + ": locked by another job that is starting");
+  }
+  write_holder(fd_, path_);
+  thread_ = std::thread([this] { heartbeat(); });
+}
+
+RunDirLock::~RunDirLock() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  if (fd_ >= 0) {
+    ::unlink(path_.c_str());  // while still locked: no other job can have taken it over
+    ::close(fd_);
+  }
+}
+
+void RunDirLock::heartbeat() {
+  std::unique_lock<std::mutex> lk(mu_);
+  while (!cv_.wait_for(lk, std::chrono::seconds(kHeartbeatSeconds), [this] { return stop_; }))
+    ::futimens(fd_, nullptr);  // the mtime other hosts judge staleness by
+}
+
+void prepare_run_dir(const std::string& run_dir, bool resume, bool overwrite) {
+  const std::string metrics = run_dir + "/metrics.jsonl", root = run_dir + "/checkpoints";
+  std::error_code ec;
+  const bool has_metrics = fs::is_regular_file(metrics, ec) && fs::file_size(metrics, ec) > 0;
+  const size_t checkpoints = ckpt::list_checkpoints(root).size();
+  if (!has_metrics && checkpoints == 0) return;
+  if (overwrite) {
+    for (const char* f : {"metrics.jsonl", "config.toml", "param_table.txt"}) fs::remove(run_dir + "/" + f, ec);
+    fs::remove_all(root, ec);
+    if (ec) throw Error("cannot remove " + root + ": " + ec.message());
+    return;
+  }
+  if (resume) return;
+  std::string what = has_metrics ? "metrics.jsonl" : "";
+  if (checkpoints) what += (what.empty() ? "" : " and ") + std::to_string(checkpoints) + " checkpoint(s)";
+  throw InputError("run.dir = \"" + run_dir + "\" already holds a run (" + what +
+                   "): continue it with --resume " + run_dir + ", start over with --overwrite, or choose another run.dir");
+}
+
+void truncate_metrics_after(const std::string& run_dir, int64_t step) {
+  const std::string path = run_dir + "/metrics.jsonl";
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return;
+  int64_t keep = 0, offset = 0;
+  bool cut = false;
+  for (std::string line; std::getline(f, line);) {
+    std::map<std::string, double> v;
+    const int64_t next = offset + int64_t(line.size()) + (f.eof() ? 0 : 1);
+    const bool complete = parse_metrics_line(line, v) && v.count("step");
+    if (!complete || v["step"] > double(step)) {
+      cut = true;
+      break;
+    }
+    keep = offset = next;
+  }
+  if (cut && ::truncate(path.c_str(), keep) != 0) throw Error("cannot truncate " + path + ": " + std::strerror(errno));
+}
+
+}  // namespace moe::train

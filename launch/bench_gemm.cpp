@@ -105,6 +105,16 @@ Row run_shape(ops::Backend& be, const std::string& cname, const Shape3& s, int64
   Tensor grouped, reference, dense_out;
   std::function<void()> grouped_fn, dense_fn;
   Tensor x, dy;
+  // The reference: out[seg] = a[seg] op(W[g]) as one dense GEMM per expert segment.
+  auto per_expert = [&](const Tensor& a_rows, bool trans_w, Tensor& out) {
+    for (const ops::Segment& g : segs) {
+      if (g.end == g.begin) continue;
+      Tensor os = out.rows(g.begin, g.end);
+      be.gemm(a_rows.rows(g.begin, g.end), false,
+              w.view({E * s.out, s.in}).rows(g.group * s.out, (g.group + 1) * s.out), trans_w, os,
+              1.0, 0.0);
+    }
+  };
   if (s.op == 'f') {
     x = rnd({rows, s.in}, 1.0, 2);
     grouped = Tensor::empty({rows, s.out}, dt, dev);
@@ -113,12 +123,7 @@ Row run_shape(ops::Backend& be, const std::string& cname, const Shape3& s, int64
     Tensor w0 = w.view({E * s.out, s.in}).rows(0, s.out);
     grouped_fn = [&] { be.grouped_gemm_nt(x, w, segs, grouped, 1.0); };
     dense_fn = [&, w0] { be.gemm(x, false, w0, true, dense_out, 1.0, 0.0); };
-    for (const ops::Segment& g : segs) {
-      if (g.end == g.begin) continue;
-      Tensor ys = reference.rows(g.begin, g.end);
-      be.gemm(x.rows(g.begin, g.end), false, w.view({E * s.out, s.in}).rows(g.group * s.out, (g.group + 1) * s.out),
-              true, ys, 1.0, 0.0);
-    }
+    per_expert(x, true, reference);
   } else if (s.op == 'd') {
     dy = rnd({rows, s.out}, 1.0, 3);
     grouped = Tensor::empty({rows, s.in}, dt, dev);
@@ -127,12 +132,7 @@ Row run_shape(ops::Backend& be, const std::string& cname, const Shape3& s, int64
     Tensor w0 = w.view({E * s.out, s.in}).rows(0, s.out);
     grouped_fn = [&] { be.grouped_gemm_nn(dy, w, segs, grouped, 1.0, 0.0); };
     dense_fn = [&, w0] { be.gemm(dy, false, w0, false, dense_out, 1.0, 0.0); };
-    for (const ops::Segment& g : segs) {
-      if (g.end == g.begin) continue;
-      Tensor xs = reference.rows(g.begin, g.end);
-      be.gemm(dy.rows(g.begin, g.end), false, w.view({E * s.out, s.in}).rows(g.group * s.out, (g.group + 1) * s.out),
-              false, xs, 1.0, 0.0);
-    }
+    per_expert(dy, false, reference);
   } else {  // weight gradient into f32 (mixed precision writes f32 gradients)
     dy = rnd({rows, s.out}, 1.0, 3);
     x = rnd({rows, s.in}, 1.0, 2);

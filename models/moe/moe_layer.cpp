@@ -6,6 +6,19 @@
 #include "models/linear.h"
 
 namespace moe::models {
+namespace {
+
+// Host values into dst (f32 or f64, M elements on the device) without a host wait.
+void upload_values(ops::Backend& be, const std::vector<double>& v, Tensor& dst) {
+  if (dst.dtype() == DType::F64) {
+    be.upload(dst.raw(), v.data(), v.size() * sizeof(double));
+  } else {
+    std::vector<float> f(v.begin(), v.end());
+    be.upload(dst.raw(), f.data(), f.size() * sizeof(float));
+  }
+}
+
+}  // namespace
 
 MoeLayer::MoeLayer(comm::ParallelContext& ctx, const MoeOptions& opt, std::unique_ptr<Router> router,
                    ExpertParams experts, Tensor bias)
@@ -60,12 +73,7 @@ void MoeLayer::forward(const Tensor& x, Tensor& out, Probe* probe, int layer) {
       coef_host_[size_t(i)] = opt_.aux_loss * double(M) *
                               (double(stats_.load.routed[i]) / (double(K) * ng)) / ng;
     aux_coef_ = reuse(aux_coef_, {M}, x.dtype(), x.device());
-    if (x.dtype() == DType::F64) {
-      be.upload(aux_coef_.raw(), coef_host_.data(), size_t(M) * sizeof(double));
-    } else {
-      std::vector<float> c32(coef_host_.begin(), coef_host_.end());
-      be.upload(aux_coef_.raw(), c32.data(), size_t(M) * sizeof(float));
-    }
+    upload_values(be, coef_host_, aux_coef_);
   }
   if (probe) probe->record("moe_out", layer, out);
 }
@@ -107,12 +115,7 @@ void MoeLayer::update_bias() {
   }
   ops::Backend& be = *ctx_.backend;
   bias_delta_ = reuse(bias_delta_, {M}, bias_.dtype(), bias_.device());
-  if (bias_.dtype() == DType::F64) {
-    be.upload(bias_delta_.raw(), delta.data(), size_t(M) * sizeof(double));
-  } else {
-    std::vector<float> d32(delta.begin(), delta.end());
-    be.upload(bias_delta_.raw(), d32.data(), size_t(M) * sizeof(float));
-  }
+  upload_values(be, delta, bias_delta_);
   be.axpy(bias_delta_, bias_, 1.0);
 }
 

@@ -11,23 +11,10 @@ namespace moe::test {
 namespace {
 
 config::Config mp_config(const std::string& dtype) {
-  config::Config c;
-  c.model.vocab = 64;
-  c.model.seq_len = 32;
-  c.model.width = 64;
-  c.model.heads = 2;
-  c.model.depth = 2;
-  c.moe.experts = 4;
-  c.moe.top_k = 2;
-  c.moe.expert_width = 64;
-  c.parameterization.base = {64, 64, 4, 2, 2, {}};
-  c.optim.lr = 1e-2;
+  config::Config c = learning_config();
   c.train.steps = 50;
   c.train.batch = 8;
   c.train.dtype = dtype;
-  c.data.branching = 4;
-  c.data.copy_prob = 0.3;
-  c.data.copy_lag = 4;
   return c;
 }
 

@@ -26,6 +26,23 @@ __device__ __forceinline__ float row_sum4(float v) {
   return v;
 }
 
+// The two row-wide dot products a . x and b . y of this thread's row (4 lanes, D/4 dimensions
+// each; x, y rows in shared memory), joined across the row's lanes.
+__device__ __forceinline__ void row_dots(const float (&a)[kMaxPer], const float* x,
+                                         const float (&b)[kMaxPer], const float* y, int D, int sub,
+                                         float& ax, float& by) {
+  ax = 0.f;
+  by = 0.f;
+#pragma unroll
+  for (int c = 0; c < kMaxPer; ++c)
+    if (4 * c + sub < D) {
+      ax += a[c] * x[4 * c + sub];
+      by += b[c] * y[4 * c + sub];
+    }
+  ax = row_sum4(ax);
+  by = row_sum4(by);
+}
+
 struct Geo {
   int B, T, H, D;
   int64_t N;  // width: qkv rows hold [q | k | v] of N each
@@ -41,6 +58,15 @@ __device__ void load_tile(const T* qkv, const Geo& g, int b, int h, int r0, int6
     const int j = e / g.D, d = e % g.D, t = r0 + j;
     dst[e] = t < g.T ? to_f(qkv[g.q_at(b, t, h) + part + d]) : 0.f;
   }
+}
+
+// The key and value tiles from row k0, between barriers (the previous tile's readers are done).
+template <class T>
+__device__ void load_kv_tile(const T* qkv, const Geo& g, int b, int h, int k0, float* ks, float* vs) {
+  __syncthreads();
+  load_tile(qkv, g, b, h, k0, g.N, ks);
+  load_tile(qkv, g, b, h, k0, 2 * g.N, vs);
+  __syncthreads();
 }
 
 // Loads rows [r0, r0 + kRows) of an (B*T, N) tensor's head h into shared f32.
@@ -71,10 +97,7 @@ __global__ void flash_fwd_kernel(const T* qkv, T* out, float* lse, Geo g, float 
   float m = -INFINITY, l = 0.f;
   const int kend = min(g.T, q0 + kRows);  // causal: no key after the tile's last query
   for (int k0 = 0; k0 < kend; k0 += kRows) {
-    __syncthreads();
-    load_tile(qkv, g, b, h, k0, g.N, ks);
-    load_tile(qkv, g, b, h, k0, 2 * g.N, vs);
-    __syncthreads();
+    load_kv_tile(qkv, g, b, h, k0, ks, vs);
     for (int j = 0; j < kRows; ++j) {
       float s = 0.f;
 #pragma unroll
@@ -139,20 +162,10 @@ __global__ void flash_dq_kernel(const T* qkv, const T* dout, const float* lse, c
   const float di = active ? delta[int64_t(bh) * g.T + i] : 0.f;
   const int kend = min(g.T, q0 + kRows);
   for (int k0 = 0; k0 < kend; k0 += kRows) {
-    __syncthreads();
-    load_tile(qkv, g, b, h, k0, g.N, ks);
-    load_tile(qkv, g, b, h, k0, 2 * g.N, vs);
-    __syncthreads();
+    load_kv_tile(qkv, g, b, h, k0, ks, vs);
     for (int j = 0; j < kRows; ++j) {
-      float s = 0.f, dp = 0.f;
-#pragma unroll
-      for (int c = 0; c < kMaxPer; ++c)
-        if (4 * c + sub < g.D) {
-          s += q[c] * ks[j * g.D + 4 * c + sub];
-          dp += go[c] * vs[j * g.D + 4 * c + sub];
-        }
-      s = row_sum4(s);
-      dp = row_sum4(dp);
+      float s, dp;
+      row_dots(q, ks + j * g.D, go, vs + j * g.D, g.D, sub, s, dp);
       const int kj = k0 + j;
       if (active && kj <= i) {
         const float p = expf(scale * s - li);
@@ -204,15 +217,8 @@ __global__ void flash_dkv_kernel(const T* qkv, const T* dout, const float* lse, 
     }
     __syncthreads();
     for (int ii = 0; ii < kRows; ++ii) {
-      float s = 0.f, dp = 0.f;
-#pragma unroll
-      for (int c = 0; c < kMaxPer; ++c)
-        if (4 * c + sub < g.D) {
-          s += k[c] * qs[ii * g.D + 4 * c + sub];
-          dp += v[c] * gs[ii * g.D + 4 * c + sub];
-        }
-      s = row_sum4(s);
-      dp = row_sum4(dp);
+      float s, dp;
+      row_dots(k, qs + ii * g.D, v, gs + ii * g.D, g.D, sub, s, dp);
       const int qi = q0 + ii;
       if (active && qi < g.T && qi >= j) {
         const float p = expf(scale * s - ls[ii]);

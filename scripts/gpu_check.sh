@@ -102,6 +102,12 @@ if [ -d "$debs" ]; then
   if unpack=$(bash scripts/unpack-debs.sh "$debs" "${DEPS_PREFIX:-/tmp/deps}" 2>> "$out/env.txt"); then
     eval "$unpack"
     say "unpacked $(ls "$debs"/*.deb | wc -l) .debs from $debs into ${DEPS_PREFIX:-/tmp/deps}"
+    # A carried Open MPI (openmpi-bin, libopenmpi3, libopenmpi-dev) runs from the prefix.
+    dprefix=${DEPS_PREFIX:-/tmp/deps}/usr
+    if [ -x "$dprefix/bin/mpirun" ] && ! command -v mpirun > /dev/null; then
+      export OPAL_PREFIX=$dprefix PATH=$dprefix/bin:$PATH
+      say "Open MPI from the carried .debs: OPAL_PREFIX=$OPAL_PREFIX"
+    fi
   else
     say "could not unpack $debs (see env.txt)"
     finish 1

@@ -1,4 +1,6 @@
-// MPI implementation of Communicator. Device buffers are copied to host, exchanged, copied back.
+// MPI implementation of Communicator. Device buffers are copied to host, exchanged, copied back;
+// a communicator of one rank copies nothing through the host (its collectives are identities or
+// one copy on the buffers' device).
 #include "comm/mpi_communicator.h"
 
 #include <climits>
@@ -67,6 +69,11 @@ class Staged {
   std::vector<char> host_;
 };
 
+// A one-rank collective's only work: dst = src on their device (nothing when in place).
+void local_copy(void* dst, const void* src, int64_t bytes, Device dev) {
+  if (bytes > 0 && dst != src) copy_bytes(dst, dev, src, dev, size_t(bytes));
+}
+
 }  // namespace
 
 std::vector<int64_t> displacements(const std::vector<int64_t>& counts) {
@@ -95,6 +102,7 @@ MpiCommunicator::~MpiCommunicator() {
 
 void MpiCommunicator::all_reduce(void* buf, int64_t count, DType dtype, ReduceOp op, Device device) {
   int64_t bytes = count * dtype_size(dtype);
+  if (size_ == 1) return;  // the sum over one rank is the buffer itself
   Staged b(buf, bytes, device, true);
   Watchdog::Scope w(guard(), "MPI_Allreduce");
   check_mpi(MPI_Allreduce(MPI_IN_PLACE, b.host(), as_int(count, "all_reduce count"), mpi_type(dtype),
@@ -106,6 +114,7 @@ void MpiCommunicator::all_reduce(void* buf, int64_t count, DType dtype, ReduceOp
 void MpiCommunicator::all_to_all(const void* send, void* recv, int64_t count, DType dtype,
                                  Device device) {
   int64_t bytes = count * size_ * dtype_size(dtype);
+  if (size_ == 1) return local_copy(recv, send, bytes, device);
   Staged s(send, bytes, device, true), r(recv, bytes, device, false);
   Watchdog::Scope w(guard(), "MPI_Alltoall");
   check_mpi(MPI_Alltoall(s.host(), as_int(count, "all_to_all count"), mpi_type(dtype), r.host(),
@@ -133,6 +142,13 @@ void MpiCommunicator::all_to_all_v(const void* send, const std::vector<int64_t>&
     recv_end = std::max(recv_end, recv_displs[i] + recv_counts[i]);
   }
   size_t es = dtype_size(dtype);
+  if (size_ == 1) {
+    MOE_CHECK(send_counts[0] == recv_counts[0], "all_to_all_v on one rank: sends ", send_counts[0],
+              " elements to itself, receives ", recv_counts[0]);
+    return local_copy(static_cast<char*>(recv) + recv_displs[0] * es,
+                      static_cast<const char*>(send) + send_displs[0] * es, send_counts[0] * es,
+                      device);
+  }
   Staged s(send, send_end * es, device, true), r(recv, recv_end * es, device, false);
   Watchdog::Scope w(guard(), "MPI_Alltoallv");
   check_mpi(MPI_Alltoallv(s.host(), sc.data(), sd.data(), mpi_type(dtype), r.host(), rc.data(),
@@ -144,6 +160,7 @@ void MpiCommunicator::all_to_all_v(const void* send, const std::vector<int64_t>&
 void MpiCommunicator::reduce_scatter(const void* send, void* recv, int64_t recv_count, DType dtype,
                                      ReduceOp op, Device device) {
   size_t es = dtype_size(dtype);
+  if (size_ == 1) return local_copy(recv, send, recv_count * int64_t(es), device);
   Staged s(send, recv_count * size_ * es, device, true), r(recv, recv_count * es, device, false);
   Watchdog::Scope w(guard(), "MPI_Reduce_scatter_block");
   check_mpi(MPI_Reduce_scatter_block(s.host(), r.host(), as_int(recv_count, "reduce_scatter count"),
@@ -155,6 +172,7 @@ void MpiCommunicator::reduce_scatter(const void* send, void* recv, int64_t recv_
 void MpiCommunicator::all_gather(const void* send, void* recv, int64_t send_count, DType dtype,
                                  Device device) {
   size_t es = dtype_size(dtype);
+  if (size_ == 1) return local_copy(recv, send, send_count * int64_t(es), device);
   Staged s(send, send_count * es, device, true), r(recv, send_count * size_ * es, device, false);
   Watchdog::Scope w(guard(), "MPI_Allgather");
   check_mpi(MPI_Allgather(s.host(), as_int(send_count, "all_gather count"), mpi_type(dtype),
@@ -164,6 +182,7 @@ void MpiCommunicator::all_gather(const void* send, void* recv, int64_t send_coun
 }
 
 void MpiCommunicator::broadcast(void* buf, int64_t count, DType dtype, int root, Device device) {
+  if (size_ == 1) return;
   Staged b(buf, count * dtype_size(dtype), device, true);
   Watchdog::Scope w(guard(), "MPI_Bcast");
   check_mpi(MPI_Bcast(b.host(), as_int(count, "broadcast count"), mpi_type(dtype), root, comm_),

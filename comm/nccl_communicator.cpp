@@ -56,8 +56,10 @@ class Staged {
       : host_(host), bytes_(bytes), stream_(s), staged_(dev == Device::CPU && bytes > 0) {
     if (!staged_) return;
     check(cudaMallocAsync(&dev_, bytes, s), "cudaMallocAsync");
-    if (copy_in)
+    if (copy_in) {
       check(cudaMemcpyAsync(dev_, host, bytes, cudaMemcpyHostToDevice, s), "cudaMemcpyAsync");
+      count_transfer(Device::CUDA, Device::CPU, bytes);
+    }
   }
   ~Staged() {
     if (staged_ && dev_) cudaFreeAsync(dev_, stream_);
@@ -72,6 +74,8 @@ class Staged {
     if (!staged_) return;
     check(cudaMemcpyAsync(host_, dev_, bytes_, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync");
     check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+    count_transfer(Device::CPU, Device::CUDA, bytes_);
+    count_host_sync();
   }
 
  private:
@@ -173,6 +177,7 @@ void NcclCommunicator::check(int result, const char* call) {
 void NcclCommunicator::synchronize(const char* what) {
   check_usable(what);
   MOE_CHECK(cudaEventRecord(event_, stream_) == cudaSuccess, "cudaEventRecord on rank ", rank_);
+  count_host_sync();  // the host waits for the collective (the watchdog polls it)
   const auto t0 = std::chrono::steady_clock::now();
   for (int polls = 0;; ++polls) {
     const cudaError_t e = cudaEventQuery(event_);

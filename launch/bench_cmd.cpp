@@ -4,10 +4,11 @@
 namespace moe::launch {
 
 void add_bench(CLI::App& app, std::vector<Command>& cmds) {
-  CLI::App* bench = app.add_subcommand("bench", "benchmarks: step (training step vs PyTorch), a2a (all-to-all, dispatcher)");
+  CLI::App* bench = app.add_subcommand("bench", "benchmarks: step (training step vs PyTorch), a2a (all-to-all, dispatcher), gemm (grouped vs dense expert GEMMs)");
   bench->require_subcommand(1);
   add_bench_step(*bench, cmds);
   add_bench_a2a(*bench, cmds);
+  add_bench_gemm(*bench, cmds);
 }
 
 }  // namespace moe::launch

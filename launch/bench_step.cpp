@@ -1,5 +1,6 @@
 // moe bench step: times full training steps (forward, backward, optimizer) of a config and,
 // in the same run, the same model in PyTorch (bench/torch_moe.py), and prints both with the ratio.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -21,7 +22,7 @@ struct StepArgs {
   int steps = 20, warmup = 3, rounds = 3;
   bool profile = false, torch = true;
   std::string python = "/usr/bin/python3", script;
-  double peak_tflops = -1;  // per device; -1: 989 (H100 bf16 dense) on CUDA, none on CPU
+  double peak_tflops = -1;  // per device; -1: 989 (H100/H200 bf16 dense) for bf16 on CUDA, else none
 };
 
 // Runs the PyTorch peer; returns its tokens/s (0 when it could not run) and prints why not.
@@ -85,17 +86,37 @@ int run_step(const StepArgs& a) {
     sec = std::min(sec, w.max(t));
     if (with_peer && w.rank() == 0) peer = std::max(peer, run_torch(a, cfg, peer_desc));
   }
+  // Host syncs and copies of the step itself: a few more steps with the profiler's own
+  // synchronization off (src/core/tensor.h TransferStats).
+  TransferStats moved_before, moved_after;
+  const int transfer_steps = std::min(a.steps, 3);
+  if (prof) {
+    prof->set_enabled(false);
+    moved_before = transfer_stats();
+    for (int s = 0; s < transfer_steps; ++s) tr.step();
+    moved_after = transfer_stats();
+    prof->set_enabled(true);
+  }
   double tokens = double(cfg.train.batch * cfg.model.seq_len);
   if (w.rank() != 0) return 0;
+  // The dtypes the model ran with, read from the model itself (not from the config's words).
+  const DType compute = tr.model().compute_dtype(), master = tr.model().dtype();
+  const std::string dtype_desc =
+      compute == master ? std::string(dtype_name(master))
+                        : std::string(dtype_name(compute)) + " (mixed: " + dtype_name(master) +
+                              " master weights, gradients, optimizer, router, norms, loss)";
   std::printf("# bench step: V=%lld T=%lld N=%lld H=%lld L=%lld Ne=%lld M=%lld K=%lld B=%lld, %s %s, %d rank(s), %d steps after %d warm-up\n",
               (long long)cfg.model.vocab, (long long)cfg.model.seq_len, (long long)cfg.model.width,
               (long long)cfg.model.heads, (long long)cfg.model.depth, (long long)cfg.moe.expert_width,
               (long long)cfg.moe.experts, (long long)cfg.moe.top_k, (long long)cfg.train.batch, be->name(),
-              cfg.train.dtype.c_str(), w.size(), a.steps, a.warmup);
+              dtype_desc.c_str(), w.size(), a.steps, a.warmup);
   std::printf("# best of %d alternating rounds per side\n", a.rounds);
   double mine = tokens / sec;
   const double fpt = metrics::flops_per_token(cfg);
-  const double peak = a.peak_tflops >= 0 ? a.peak_tflops : (be->device() == Device::CUDA ? 989.0 : 0.0);
+  // The default peak is the bf16 tensor-core one, so it applies to bf16 GEMMs only.
+  const double peak = a.peak_tflops >= 0 ? a.peak_tflops
+                      : (be->device() == Device::CUDA && compute == DType::BF16) ? 989.0
+                                                                                 : 0.0;
   auto mfu = [&](double tps) {
     if (peak <= 0) return std::string("-");
     char b[32];
@@ -112,7 +133,20 @@ int run_step(const StepArgs& a) {
                 1e3 * tokens / peer, peer * fpt / 1e12, mfu(peer).c_str());
     std::printf("speedup over pytorch: %.2fx\n", mine / peer);
   }
-  if (prof) std::printf("\nper-op time (rank 0, last round):\n%s", prof->table(sec * a.steps, a.steps).c_str());
+  if (prof) {
+    std::printf("\nper-op time (rank 0, last round):\n%s", prof->table(sec * a.steps, a.steps).c_str());
+    if (be->device() == Device::CUDA) {
+      const double st = transfer_steps;
+      std::printf("host transfers per step (rank 0, %d unprofiled steps): host syncs %.1f, "
+                  "H2D %.0f bytes, D2H %.0f bytes\n",
+                  transfer_steps,
+                  double(moved_after.host_syncs - moved_before.host_syncs) / st,
+                  double(moved_after.h2d_bytes - moved_before.h2d_bytes) / st,
+                  double(moved_after.d2h_bytes - moved_before.d2h_bytes) / st);
+    } else {
+      std::printf("host transfers per step: n/a (CPU backend: no device, nothing crosses)\n");
+    }
+  }
   return 0;
 }
 
@@ -130,7 +164,7 @@ void add_bench_step(CLI::App& bench, std::vector<Command>& cmds) {
   sub->add_flag("!--no-torch", a->torch, "skip the PyTorch peer");
   sub->add_option("--python", a->python, "python with torch for the peer");
   sub->add_option("--torch-script", a->script, "the peer script (default: bench/torch_moe.py of the source tree)");
-  sub->add_option("--peak-tflops", a->peak_tflops, "per-device peak for MFU (default: 989 on CUDA, none on CPU)");
+  sub->add_option("--peak-tflops", a->peak_tflops, "per-device peak for MFU (default: 989, the bf16 dense peak, for bf16 on CUDA; else none)");
   cmds.push_back({sub, [a] { return run_step(*a); }});
 }
 

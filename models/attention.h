@@ -1,5 +1,7 @@
 // Causal multi-head self-attention: qkv = m_qkv * x W_qkv^T, softmax(scale * q k^T) v per head,
-// out = m_o * o W_o^T. The logit scale comes from the parameterization table.
+// out = m_o * o W_o^T. The logit scale comes from the parameterization table. The GEMMs and the
+// attention run in the dtype of the weights' compute copies (bf16 under mixed precision: x and
+// dy are cast in, y and dx leave in f32 from fp32 accumulation).
 #pragma once
 #include "src/ops/backend.h"
 #include "src/optim/params.h"
@@ -25,8 +27,10 @@ class Attention {
   optim::Param *qkv_w_, *out_w_;  // (3N, N), (N, N)
   double qkv_mult_, out_mult_;
   AttentionShape s_;
-  Tensor x_, qkv_, probs_, o_;  // saved
-  Tensor do_, dqkv_;            // scratch
+  Tensor x_, qkv_, probs_, o_;  // saved; probs_ (B, H, T, T) only without the fused attention
+  Tensor lse_;                  // (B, H, T) f32: the fused attention's saved statistics
+  bool fused_ = false;          // the backend's fused attention (Backend::prefers_fused_attention)
+  Tensor do_, dqkv_, xa_, dya_;  // scratch
 };
 
 }  // namespace moe::models

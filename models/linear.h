@@ -31,4 +31,13 @@ inline Tensor reuse(Tensor& t, const Shape& shape, DType dtype, Device device) {
   return t.within(shape);
 }
 
+// x in `dtype`: x itself when it already is, else x cast into buf (grown once, as reuse).
+// Mixed precision crosses from the f32 residual stream into the bf16 GEMM operands here.
+inline Tensor as_dtype(ops::Backend& be, const Tensor& x, DType dtype, Tensor& buf) {
+  if (x.dtype() == dtype) return x;
+  Tensor t = reuse(buf, x.shape(), dtype, x.device());
+  be.cast(x, t);
+  return t;
+}
+
 }  // namespace moe::models

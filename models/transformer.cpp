@@ -1,6 +1,7 @@
 // Transformer construction, initialization, forward and backward.
 #include "models/transformer.h"
 
+#include "models/init.h"
 #include "models/linear.h"
 #include "src/core/rng.h"
 
@@ -19,13 +20,8 @@ ops::RouterOptions router_options(const optim::ParamTable& t, int top_k) {
 }
 }  // namespace
 
-uint32_t init_stream(const optim::Param& p, int64_t local_expert, bool tied) {
-  if (!p.expert) return 0;
-  return tied ? 1u : static_cast<uint32_t>(1 + p.expert_offset + local_expert);
-}
-
 Transformer::Transformer(const config::Config& cfg, const optim::ParamTable& table,
-                         comm::ParallelContext& ctx, DType dtype)
+                         comm::ParallelContext& ctx, DType dtype, DType compute)
     : cfg_(cfg), table_(table), ctx_(ctx), dtype_(dtype) {
   const auto& m = cfg.model;
   const int world = ctx.world->size();
@@ -74,7 +70,7 @@ Transformer::Transformer(const config::Config& cfg, const optim::ParamTable& tab
   }
   final_norm_ = params_.add("final_norm", Group::Norm, {N});
   unembed_ = params_.add("unembed", Group::Unembed, {V_, N});
-  params_.allocate(dtype, ctx.device());
+  params_.allocate(dtype, ctx.device(), compute);
 
   const auto mult = [&](Group g) { return table_[g].multiplier; };
   AttentionShape as{int(B_), int(T_), int(m.heads), table_.layer.attn_scale};
@@ -112,24 +108,22 @@ Transformer::Transformer(const config::Config& cfg, const optim::ParamTable& tab
 }
 
 void Transformer::init_params(uint64_t seed) {
+  // On the compute device: the CPU backend evaluates rng::normal on the host, the CUDA backend
+  // in a kernel, bit-identical (tests/cuda/model_test.cpp), with no host copy of the weights.
+  ops::Backend& be = *ctx_.backend;
   for (optim::Param& p : params_.params()) {
     const optim::GroupRule& r = table_[p.group];
-    Tensor host = Tensor::empty(p.shape, dtype_, Device::CPU);
-    const int64_t units = p.expert ? p.shape[0] : 1, per = p.numel() / units;
-    rng::Key key = rng::make_key(seed, p.name);
-    for (int64_t u = 0; u < units; ++u) {
-      const uint32_t stream = init_stream(p, u, r.init_kind == "tied");
-      for (int64_t i = 0; i < per; ++i) {
-        double v = r.init_kind == "ones" ? 1.0
-                   : r.init_kind == "zero" ? 0.0
-                   : r.init_std * rng::normal(key, i, stream);
-        if (dtype_ == DType::F64) host.data<double>()[u * per + i] = v;
-        else host.data<float>()[u * per + i] = static_cast<float>(v);
-      }
+    if (r.init_kind == "ones" || r.init_kind == "zero") {
+      be.fill(p.value, r.init_kind == "ones" ? 1.0 : 0.0);
+      continue;
     }
-    p.value.copy_from(host);
+    const int64_t units = p.expert ? p.shape[0] : 1;
+    if (units == 0 || p.numel() == 0) continue;
+    std::vector<uint32_t> streams(static_cast<size_t>(units));
+    for (int64_t u = 0; u < units; ++u) streams[size_t(u)] = init_stream(p, u, r.init_kind == "tied");
+    be.init_normal(p.value, rng::make_key(seed, p.name), p.numel() / units, streams, r.init_std);
   }
-  for (MoeLayer* m : moe_layers()) m->bias().zero();
+  for (MoeLayer* m : moe_layers()) be.fill(m->bias(), 0.0);
 }
 
 std::vector<MoeLayer*> Transformer::moe_layers() {
@@ -147,6 +141,7 @@ LossParts Transformer::run(const Batch& b, bool backward_pass) {
   MOE_CHECK(b.inputs.numel() == n_ && b.targets.numel() == n_, "batch of ", b.inputs.numel(),
             " tokens, expected ", n_);
   LossParts loss;
+  params_.refresh_compute(*ctx_.backend);  // bf16 weights from this step's master weights
   forward(b, loss);
   if (backward_pass) backward(b);
   return loss;
@@ -170,22 +165,45 @@ void Transformer::forward(const Batch& b, LossParts& loss) {
       if (probe_) probe_->record("attn_out", s.layer, sub_out_);
     } else {
       s.moe->forward(s.xn, sub_out_, probe_, s.layer);
-      loss.aux += s.moe->stats().aux_loss;
-      loss.z += s.moe->stats().z_loss;
     }
     h_[i + 1].copy_from(h_[i]);
     be.axpy(sub_out_, h_[i + 1], res);
     if (probe_ && !s.attention) probe_->record("residual", s.layer, h_[i + 1]);
   }
+  finish_moe_losses();
   fn_ = reuse(fn_, {n_, N_}, dtype_, dev);
   frstd_ = reuse(frstd_, {n_}, dtype_, dev);
   be.rmsnorm_forward(h_.back(), final_norm_->value, fn_, frstd_, cfg_.model.norm_eps);
-  logits_ = reuse(logits_, {n_, V_}, dtype_, dev);
-  linear_forward(be, fn_, unembed_->value, logits_, table_.layer.output_mult);
+  logits_ = reuse(logits_, {n_, V_}, dtype_, dev);  // f32 logits and loss under mixed precision
+  fna_ = as_dtype(be, fn_, unembed_->compute.dtype(), fna_);
+  linear_forward(be, fna_, unembed_->compute, logits_, table_.layer.output_mult);
   if (probe_) probe_->record("logits", -1, logits_);
   const double n_global = double(cfg_.train.batch * T_);
   double local = be.cross_entropy(logits_, b.targets, logits_, 1.0 / n_global);  // logits_ := dlogits
   loss.ce = ctx_.world->sum(local) / n_global;
+  for (MoeLayer* m : moe_layers()) {
+    loss.aux += m->stats().aux_loss;
+    loss.z += m->stats().z_loss;
+  }
+}
+
+void Transformer::finish_moe_losses() {
+  // Every MoE layer's routing statistics (M + 1 each) in one device buffer, one download and
+  // one sum over the world: one host wait per step for all layers' aux and z losses.
+  const std::vector<MoeLayer*> layers = moe_layers();
+  if (layers.empty()) return;
+  const int64_t w = cfg_.moe.experts + 1, L = int64_t(layers.size());
+  stats_all_ = reuse(stats_all_, {L * w}, dtype_, ctx_.device());
+  for (int64_t l = 0; l < L; ++l) {
+    Tensor dst = stats_all_.rows(l * w, (l + 1) * w);
+    ctx_.backend->cast(layers[size_t(l)]->routing_stats(), dst);
+  }
+  Tensor host = stats_all_.to(Device::CPU);
+  std::vector<double> st(static_cast<size_t>(L * w));
+  for (int64_t i = 0; i < L * w; ++i)
+    st[size_t(i)] = dtype_ == DType::F64 ? host.data<double>()[i] : host.data<float>()[i];
+  ctx_.world->all_reduce(st.data(), L * w, DType::F64, comm::ReduceOp::Sum);
+  for (int64_t l = 0; l < L; ++l) layers[size_t(l)]->finish_losses(st.data() + l * w);
 }
 
 void Transformer::backward(const Batch& b) {
@@ -196,8 +214,9 @@ void Transformer::backward(const Batch& b) {
   dh_ = reuse(dh_, {n_, N_}, dtype_, dev);
   dsub_ = reuse(dsub_, {n_, N_}, dtype_, dev);
   dxn_ = reuse(dxn_, {n_, N_}, dtype_, dev);
-  linear_backward(be, fn_, unembed_->value, logits_, &dfn_, unembed_->grad, table_.layer.output_mult,
-                  false);
+  const Tensor dlogits = as_dtype(be, logits_, unembed_->compute.dtype(), dlogits_a_);
+  linear_backward(be, fna_, unembed_->compute, dlogits, &dfn_, unembed_->grad,
+                  table_.layer.output_mult, false);
   be.fill(dh_, 0);
   be.rmsnorm_backward(h_.back(), final_norm_->value, frstd_, dfn_, dh_, final_norm_->grad);
   for (size_t i = subs_.size(); i-- > 0;) {

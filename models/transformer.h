@@ -18,11 +18,6 @@
 
 namespace moe::models {
 
-// The Philox stream of one init unit: 0 for a dense tensor, 1 + global expert index for an
-// expert, and expert 0's stream (1) for every expert of a tied group, so that tied experts are
-// identical at any expert-parallel size without communication.
-uint32_t init_stream(const optim::Param& p, int64_t local_expert, bool tied);
-
 // One rank's slice of the global batch, on the compute device.
 struct Batch {
   Tensor inputs;   // (B_local * T) i32
@@ -36,8 +31,14 @@ struct LossParts {
 
 class Transformer {
  public:
+  // `dtype`: master weights, gradients, the residual stream, norms, router and loss (f32, or f64
+  // in gradient checks). `compute`: the dtype of the GEMM and attention operands (bf16 under
+  // train.dtype = "bf16", else the same as dtype), from bf16 copies of the weights.
   Transformer(const config::Config& cfg, const optim::ParamTable& table, comm::ParallelContext& ctx,
-              DType dtype);
+              DType dtype, DType compute);
+  Transformer(const config::Config& cfg, const optim::ParamTable& table, comm::ParallelContext& ctx,
+              DType dtype)
+      : Transformer(cfg, table, ctx, dtype, dtype) {}
   // Philox init keyed by (seed, parameter name, global expert index; expert 0 when tied).
   void init_params(uint64_t seed);
   // Forward and, when `backward`, the gradients (added to the parameters' grads).
@@ -52,6 +53,7 @@ class Transformer {
   int64_t local_batch() const { return B_; }
   int64_t seq_len() const { return T_; }
   DType dtype() const { return dtype_; }
+  DType compute_dtype() const { return params_.compute_dtype(); }
 
  private:
   struct Sublayer {
@@ -65,6 +67,8 @@ class Transformer {
 
   void forward(const Batch& b, LossParts& loss);
   void backward(const Batch& b);
+  // The MoE layers' aux and z losses from their routing statistics (one download for all).
+  void finish_moe_losses();
 
   config::Config cfg_;
   optim::ParamTable table_;
@@ -78,6 +82,8 @@ class Transformer {
   Tensor pos_ids_;                // (n) i32
   std::vector<Tensor> h_;         // residual stream before each sublayer, and after the last
   Tensor sub_out_, fn_, frstd_, logits_, dfn_, dh_, dsub_, dxn_;
+  Tensor fna_, dlogits_a_;
+  Tensor stats_all_;  // (L_moe * (M + 1)) routing statistics of every MoE layer  // the unembedding's operands in the compute dtype (mixed precision)
 };
 
 }  // namespace moe::models

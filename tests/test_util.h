@@ -122,6 +122,32 @@ inline config::Config tiny_config() {
   return c;
 }
 
+// A small MoE transformer on a synthetic language whose copies 4 tokens back take attention:
+// what the training tests learn (train_test, mixed_precision_test); they set steps and batch.
+inline config::Config learning_config() {
+  config::Config c;
+  c.model.vocab = 64;
+  c.model.seq_len = 32;
+  c.model.width = 64;
+  c.model.heads = 2;
+  c.model.depth = 2;
+  c.moe.experts = 4;
+  c.moe.top_k = 2;
+  c.moe.expert_width = 64;
+  c.parameterization.base = {64, 64, 4, 2, 2, {}};
+  c.parameterization.regime = "III";
+  c.optim.lr = 1e-2;
+  // Tuned at this base like the paper's *_init_mult: the preset's 1/sqrt(fan_in) stds (0.125
+  // at N = 64) times 0.16, i.e. 0.02. With the untuned stds the held-out loss after 600 steps
+  // was 1.90 against 1.43 (entropy 1.30; moe train, 2026-11-28).
+  for (const char* g : {"attn_qkv", "attn_out", "router", "expert_up", "expert_down"})
+    c.parameterization.multipliers[g].init = 0.16;
+  c.data.branching = 4;
+  c.data.copy_prob = 0.3;
+  c.data.copy_lag = 4;
+  return c;
+}
+
 // EXPECT_TRUE(Contains(msg, "model.width")): on failure prints the whole text.
 inline ::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
   if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();

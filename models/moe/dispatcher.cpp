@@ -8,9 +8,11 @@
 namespace moe::models {
 namespace {
 
-Tensor upload_i32(const std::vector<int32_t>& v, const Shape& shape, Device dev, Tensor& buf) {
+// The plan's index arrays to the device without a host wait (Backend::upload).
+Tensor upload_i32(ops::Backend& be, const std::vector<int32_t>& v, const Shape& shape, Device dev,
+                  Tensor& buf) {
   Tensor t = reuse(buf, shape, DType::I32, dev);
-  copy_bytes(t.raw(), dev, v.data(), Device::CPU, v.size() * sizeof(int32_t));
+  be.upload(t.raw(), v.data(), v.size() * sizeof(int32_t));
   return t;
 }
 
@@ -40,8 +42,8 @@ void Dispatcher::exchange(const Tensor& src, Tensor& dst, bool to_experts) {
 void Dispatcher::dispatch(ops::Backend& be, const Tensor& x, Tensor& x_recv) {
   const int64_t N = x.dim(1);
   Device dev = x.device();
-  perm_ = upload_i32(plan_.perm, {plan_.m_send}, dev, perm_);
-  slot_ = upload_i32(plan_.slot, {plan_.n, plan_.K}, dev, slot_);
+  perm_ = upload_i32(be, plan_.perm, {plan_.m_send}, dev, perm_);
+  slot_ = upload_i32(be, plan_.slot, {plan_.n, plan_.K}, dev, slot_);
   Tensor send = reuse(send_, {plan_.m_send, N}, x.dtype(), dev);
   be.gather_rows(x, perm_, send);
   if (ep_.size() == 1) {
@@ -62,8 +64,10 @@ void Dispatcher::combine(ops::Backend& be, const Tensor& y_recv, const Tensor& w
     y_back = reuse(y_back_buf_, {plan_.m_send, N}, y_recv.dtype(), y_recv.device());
     exchange(y_recv, y_back, false);
   }
-  y_back_ = y_back;
-  be.combine_forward(y_back, slot_, w, c, out);
+  // The weighted sum runs in out's dtype (f32 under mixed precision: gates stay fp32).
+  rows_dtype_ = y_recv.dtype();
+  y_back_ = as_dtype(be, y_back, out.dtype(), y_wide_);
+  be.combine_forward(y_back_, slot_, w, c, out);
 }
 
 void Dispatcher::combine_backward(ops::Backend& be, const Tensor& dout, const Tensor& w, double c,
@@ -71,12 +75,13 @@ void Dispatcher::combine_backward(ops::Backend& be, const Tensor& dout, const Te
   const int64_t N = dout.dim(1);
   Tensor dy_send = reuse(dy_send_, {plan_.m_send, N}, dout.dtype(), dout.device());
   be.combine_backward(dout, y_back_, slot_, w, c, dy_send, dw);
+  const Tensor dys = as_dtype(be, dy_send, rows_dtype_, dy_narrow_);  // back to the rows' dtype
   if (ep_.size() == 1) {
-    dy_recv = dy_send;
+    dy_recv = dys;
     return;
   }
-  dy_recv = reuse(dy_recv_buf_, {plan_.m_recv, N}, dout.dtype(), dout.device());
-  exchange(dy_send, dy_recv, true);
+  dy_recv = reuse(dy_recv_buf_, {plan_.m_recv, N}, dys.dtype(), dout.device());
+  exchange(dys, dy_recv, true);
 }
 
 void Dispatcher::dispatch_backward(ops::Backend& be, const Tensor& dx_recv, Tensor& dx) {
@@ -88,7 +93,7 @@ void Dispatcher::dispatch_backward(ops::Backend& be, const Tensor& dx_recv, Tens
     dx_back = reuse(dx_back_, {plan_.m_send, N}, dx_recv.dtype(), dx_recv.device());
     exchange(dx_recv, dx_back, false);
   }
-  be.scatter_add_slots(dx_back, slot_, dx);
+  be.scatter_add_slots(as_dtype(be, dx_back, dx.dtype(), dx_wide_), slot_, dx);
 }
 
 }  // namespace moe::models

@@ -45,6 +45,10 @@ class Dispatcher {
   // Growing storage behind the per-step row buffers (models/linear.h reuse): the received rows
   // stay valid until this layer's next dispatch, which is after their backward.
   Tensor x_recv_buf_, y_back_buf_, dy_recv_buf_;
+  // Mixed precision: rows travel in their own dtype (bf16), the combine and the scatter-add
+  // run in the token side's (f32); these hold the converted copies.
+  DType rows_dtype_ = DType::F32;
+  Tensor y_wide_, dy_narrow_, dx_wide_;
   double comm_seconds_ = 0;
 };
 

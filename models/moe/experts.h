@@ -1,6 +1,8 @@
 // The local experts as one grouped computation over the received rows:
 // y = m_down * W_down phi(m_up * W_up x), phi = GELU, or SwiGLU with W_gate.
-// Weights are stacked (M_local, out, in); the segments say which rows use which expert.
+// Weights are stacked (M_local, out, in); the segments say which rows use which expert. The rows
+// and the GEMMs are in the weights' compute dtype (bf16 under mixed precision); the weight
+// gradients are written in the master dtype (f32) straight from the GEMMs' fp32 accumulators.
 #pragma once
 #include <vector>
 
@@ -19,6 +21,8 @@ struct ExpertParams {
 class Experts {
  public:
   explicit Experts(ExpertParams p) : p_(p) {}
+  // The dtype rows and GEMMs use: the weights' compute copies'.
+  DType compute_dtype() const { return p_.up->compute.dtype(); }
   bool swiglu() const { return p_.gate != nullptr; }
   // x (m, N) -> y (m, N).
   void forward(ops::Backend& be, const Tensor& x, const std::vector<ops::Segment>& segs, Tensor& y);

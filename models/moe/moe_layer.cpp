@@ -6,6 +6,19 @@
 #include "models/linear.h"
 
 namespace moe::models {
+namespace {
+
+// Host values into dst (f32 or f64, M elements on the device) without a host wait.
+void upload_values(ops::Backend& be, const std::vector<double>& v, Tensor& dst) {
+  if (dst.dtype() == DType::F64) {
+    be.upload(dst.raw(), v.data(), v.size() * sizeof(double));
+  } else {
+    std::vector<float> f(v.begin(), v.end());
+    be.upload(dst.raw(), f.data(), f.size() * sizeof(float));
+  }
+}
+
+}  // namespace
 
 MoeLayer::MoeLayer(comm::ParallelContext& ctx, const MoeOptions& opt, std::unique_ptr<Router> router,
                    ExpertParams experts, Tensor bias)
@@ -35,47 +48,50 @@ void MoeLayer::forward(const Tensor& x, Tensor& out, Probe* probe, int layer) {
   stats_.load = decide_kept(idx_host_.data(), n, K, M, capacity, *ctx_.world, kept_);
   dispatcher_.reset_timer();
   dispatcher_.plan(idx_host_.data(), kept_.data(), n, K);
-  dispatcher_.dispatch(be, x, x_recv_);
+  // The router read x in the master dtype (fp32 routing); the rows travel and meet the experts
+  // in the experts' compute dtype (bf16 under mixed precision: half the exchanged bytes).
+  const DType act = experts_.compute_dtype();
+  const Tensor xa = as_dtype(be, x, act, xa_);
+  dispatcher_.dispatch(be, xa, x_recv_);
   const int64_t m = x_recv_.dim(0), N = x.dim(1);
-  y_recv_ = reuse(y_recv_, {m, N}, x.dtype(), x.device());
+  y_recv_ = reuse(y_recv_, {m, N}, act, x.device());
   experts_.forward(be, x_recv_, dispatcher_.segments(), y_recv_);
   if (probe) {  // one expert's output before aggregation: this rank's first local expert, on every token
-    Tensor y0 = Tensor::empty({n, N}, x.dtype(), x.device());
-    experts_.apply_one(be, x, 0, y0);
+    Tensor y0 = Tensor::empty({n, N}, act, x.device());
+    experts_.apply_one(be, xa, 0, y0);
     probe->record("expert_out", layer, y0);
   }
   dispatcher_.combine(be, y_recv_, routing_.w, opt_.c_agg, out);
   stats_.recv_rows = m;
 
-  // Global statistics: sum_t p_ti and sum_t lse_t^2 over every rank.
-  std::vector<double> st(M + 1);
-  Tensor host_stats = routing_.stats.to(Device::CPU);
-  for (int64_t i = 0; i <= M; ++i)
-    st[i] = host_stats.dtype() == DType::F64 ? host_stats.data<double>()[i] : host_stats.data<float>()[i];
-  ctx_.world->all_reduce(st.data(), M + 1, DType::F64, comm::ReduceOp::Sum);
-  // Switch: aux = M sum_i f_i P_i, f_i the fraction of assignments to expert i and P_i the mean
-  // probability. With aux_selected (the MSSP paper's code) f_i counts per token (sums to K) and
-  // P_i averages the scaled gates c_agg g of the chosen experts.
-  const double ng = double(opt_.global_tokens);
-  const bool selected = router_->options().aux_selected;
-  std::vector<double> coef(M);
-  stats_.aux_loss = 0;
-  for (int64_t i = 0; i < M; ++i) {
-    double f = double(stats_.load.routed[i]) / ((selected ? 1.0 : double(K)) * ng);
-    double pscale = selected ? opt_.c_agg : 1.0;
-    stats_.aux_loss += opt_.aux_loss * double(M) * f * pscale * st[i] / ng;
-    coef[i] = opt_.aux_loss * double(M) * f * pscale / ng;
-  }
-  stats_.z_loss = opt_.z_loss * st[M] / ng;
+  // The aux-loss gradient's coefficients need only the global counts (on the host already):
+  // uploaded without a wait. The loss values wait for finish_losses (no sync in the layer).
   if (opt_.aux_loss > 0) {
-    Tensor host = Tensor::empty({M}, x.dtype(), Device::CPU);
-    for (int64_t i = 0; i < M; ++i) {
-      if (x.dtype() == DType::F64) host.data<double>()[i] = coef[i];
-      else host.data<float>()[i] = static_cast<float>(coef[i]);
-    }
-    aux_coef_ = host.to(x.device());
+    coef_host_.assign(size_t(M), 0.0);
+    for (int64_t i = 0; i < M; ++i) coef_host_[size_t(i)] = aux_coefficient(i);
+    aux_coef_ = reuse(aux_coef_, {M}, x.dtype(), x.device());
+    upload_values(be, coef_host_, aux_coef_);
   }
   if (probe) probe->record("moe_out", layer, out);
+}
+
+// Switch: aux = M sum_i f_i P_i, f_i the fraction of assignments to expert i and P_i the mean
+// probability (P_i = st[i] / n). With aux_selected (the MSSP paper's code) f_i counts per token
+// (sums to K) and P_i averages the scaled gates c_agg g of the chosen experts. Returns
+// d aux / d st[i], so that aux = sum_i aux_coefficient(i) st[i].
+double MoeLayer::aux_coefficient(int64_t i) const {
+  const double ng = double(opt_.global_tokens);
+  const bool selected = router_->options().aux_selected;
+  const double f = double(stats_.load.routed[size_t(i)]) / ((selected ? 1.0 : double(opt_.top_k)) * ng);
+  return opt_.aux_loss * double(opt_.experts) * f * (selected ? opt_.c_agg : 1.0) / ng;
+}
+
+void MoeLayer::finish_losses(const double* st) {
+  const int64_t M = opt_.experts;
+  const double ng = double(opt_.global_tokens);
+  stats_.aux_loss = 0;
+  for (int64_t i = 0; i < M; ++i) stats_.aux_loss += aux_coefficient(i) * st[i];
+  stats_.z_loss = opt_.z_loss * st[M] / ng;
 }
 
 void MoeLayer::backward(const Tensor& dout, Tensor& dx) {
@@ -83,7 +99,7 @@ void MoeLayer::backward(const Tensor& dout, Tensor& dx) {
   const int64_t n = dout.dim(0), m = x_recv_.dim(0), N = dout.dim(1);
   dw_ = reuse(dw_, {n, opt_.top_k}, dout.dtype(), dout.device());
   dispatcher_.combine_backward(be, dout, routing_.w, opt_.c_agg, dy_recv_, dw_);
-  dx_recv_ = reuse(dx_recv_, {m, N}, dout.dtype(), dout.device());
+  dx_recv_ = reuse(dx_recv_, {m, N}, experts_.compute_dtype(), dout.device());
   experts_.backward(be, dispatcher_.segments(), dy_recv_, dx_recv_);
   dispatcher_.dispatch_backward(be, dx_recv_, dx);
   Tensor none;
@@ -94,16 +110,20 @@ void MoeLayer::backward(const Tensor& dout, Tensor& dx) {
 
 void MoeLayer::update_bias() {
   if (!router_->options().use_bias || opt_.bias_update_rate == 0) return;
+  // b_i -= u * sign(load_i - 1/M), as b += delta on the device: the signs come from the host
+  // counts, so nothing is read back.
   const int64_t M = opt_.experts;
-  Tensor b = bias_.to(Device::CPU);
   const double target = 1.0 / double(M);
+  std::vector<double> delta(static_cast<size_t>(M));
   for (int64_t i = 0; i < M; ++i) {
     double load = stats_.load.assignments ? double(stats_.load.routed[i]) / stats_.load.assignments : 0;
     double s = (load > target) - (load < target);
-    if (b.dtype() == DType::F64) b.data<double>()[i] -= opt_.bias_update_rate * s;
-    else b.data<float>()[i] -= static_cast<float>(opt_.bias_update_rate * s);
+    delta[size_t(i)] = -opt_.bias_update_rate * s;
   }
-  bias_.copy_from(b);
+  ops::Backend& be = *ctx_.backend;
+  bias_delta_ = reuse(bias_delta_, {M}, bias_.dtype(), bias_.device());
+  upload_values(be, delta, bias_delta_);
+  be.axpy(bias_delta_, bias_, 1.0);
 }
 
 }  // namespace moe::models

@@ -38,6 +38,13 @@ class MoeLayer {
            ExpertParams experts, Tensor bias);
   // x (n, N) -> out (n, N).
   void forward(const Tensor& x, Tensor& out, Probe* probe, int layer);
+  // Sets stats().aux_loss and z_loss from this layer's routing statistics summed over every
+  // rank, st (M + 1) (the Transformer gathers all layers' in one download after the forward).
+  void finish_losses(const double* st);
+  // d aux / d (sum_t p_ti) for expert i from the global counts (see moe_layer.cpp).
+  double aux_coefficient(int64_t i) const;
+  // The routing statistics of the last forward, on the device: sum_t p_t (M), sum_t lse_t^2.
+  const Tensor& routing_stats() const { return routing_.stats; }
   // dout (n, N) -> dx (n, N), added.
   void backward(const Tensor& dout, Tensor& dx);
   // Aux-loss-free balancing: b_i -= u * sign(load_i - 1/M), identical on every rank.
@@ -54,8 +61,9 @@ class MoeLayer {
   Experts experts_;
   Tensor bias_;  // (M) expert bias, on the compute device
   Routing routing_;
-  Tensor x_, x_recv_, y_recv_, dy_recv_, dx_recv_, dw_, aux_coef_;
+  Tensor x_, xa_, x_recv_, y_recv_, dy_recv_, dx_recv_, dw_, aux_coef_, bias_delta_;
   std::vector<int32_t> idx_host_;
+  std::vector<double> coef_host_;
   std::vector<uint8_t> kept_;
   MoeStats stats_;
 };

@@ -212,7 +212,7 @@ struct TrainConfig {
   int64_t batch = 8;  // global batch in sequences
   int64_t log_every = 10;
   std::string nonfinite = "stop";  // skip | stop: what a non-finite loss or gradient does
-  std::string dtype = "f32";       // f32 | bf16 (GPU)
+  std::string dtype = "f32";       // f32 | bf16 (mixed precision: f32 master weights, bf16 GEMMs)
   double peak_tflops = 0;          // per device, for MFU in metrics; 0 = unknown (no MFU)
   // Per rank; a config whose estimate (src/train/memory_estimate.h) exceeds it is refused before
   // anything is allocated. 0 = what the machine has: MemAvailable / ranks on the node (CPU), the

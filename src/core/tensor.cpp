@@ -10,7 +10,18 @@ namespace {
 DeviceAlloc g_device_alloc = nullptr;  // set once by the CUDA backend at start-up
 DeviceFree g_device_free = nullptr;
 DeviceCopy g_device_copy = nullptr;
+DeviceMemset g_device_memset = nullptr;
+TransferStats g_transfers;  // process-wide, like the hooks: the tensor layer has no context
 }  // namespace
+
+void register_device_memset(DeviceMemset memset) { g_device_memset = memset; }
+
+TransferStats transfer_stats() { return g_transfers; }
+void count_host_sync() { ++g_transfers.host_syncs; }
+void count_transfer(Device dst, Device src, size_t bytes) {
+  if (dst == Device::CUDA && src == Device::CPU) g_transfers.h2d_bytes += int64_t(bytes);
+  if (dst == Device::CPU && src == Device::CUDA) g_transfers.d2h_bytes += int64_t(bytes);
+}
 
 void register_device_allocator(DeviceAlloc alloc, DeviceFree free) {
   g_device_alloc = alloc;
@@ -25,6 +36,8 @@ void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size
     return;
   }
   MOE_CHECK(g_device_copy, "no CUDA backend in this build");
+  count_transfer(dst_dev, src_dev, bytes);
+  if (dst_dev != src_dev) count_host_sync();  // the copy hook waits when host memory is involved
   g_device_copy(dst, dst_dev, src, src_dev, bytes);
 }
 
@@ -120,8 +133,8 @@ void Tensor::zero() {
   if (device_ == Device::CPU) {
     std::memset(raw(), 0, nbytes());
   } else {
-    Tensor host = Tensor::zeros(shape_, dtype_, Device::CPU);
-    copy_from(host);
+    MOE_CHECK(g_device_memset, "no CUDA backend in this build");
+    g_device_memset(raw(), nbytes());
   }
 }
 

@@ -34,6 +34,20 @@ void register_device_allocator(DeviceAlloc alloc, DeviceFree free);
 using DeviceCopy = void (*)(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
 void register_device_copy(DeviceCopy copy);
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+// Zeroes device memory in stream order (no host buffer, no wait): registered by the CUDA backend.
+using DeviceMemset = void (*)(void* dst, size_t bytes);
+void register_device_memset(DeviceMemset memset);
+
+// What crossed between host and device, and how often the host waited for the device: counted
+// by copy_bytes and by the CUDA backend (synchronize, status reads, staged uploads), reported
+// per step by `moe bench step --profile`. Counters of this process; never reset behind a caller.
+struct TransferStats {
+  int64_t host_syncs = 0;
+  int64_t h2d_bytes = 0, d2h_bytes = 0;
+};
+TransferStats transfer_stats();
+void count_host_sync();
+void count_transfer(Device dst, Device src, size_t bytes);
 
 class Tensor {
  public:

@@ -1,6 +1,11 @@
 // The compute backend: a table of operations the model is written against (ggml's pattern).
-// src/ops/cpu is the reference (plain C++ and BLAS, f32 and f64); src/ops/cuda is the GPU
-// version (f32 and bf16). tests/ops compares every op of a backend with the CPU one.
+// src/ops/cpu is the reference (plain C++ and BLAS, f32 and f64; bf16 tensors are stored as
+// bf16 and computed in f32); src/ops/cuda is the GPU version (f32 and bf16). tests/ops compares
+// every op of a backend with the CPU one.
+//
+// Mixed precision (train.dtype = "bf16"): operands of one op share a dtype, except that the
+// GEMMs (gemm, grouped_gemm_tn) may write an f32 C from bf16 A and B (fp32 accumulation, f32
+// parameter gradients and logits); everything else crosses dtypes through cast().
 //
 // Conventions: tensors are row-major; n = tokens, N = width, F = hidden width, V = vocab,
 // M = experts, K = active experts, m = routed rows. Ops that produce a parameter gradient add
@@ -11,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "src/core/rng.h"
 #include "src/core/tensor.h"
 
 namespace moe::ops {
@@ -40,6 +46,11 @@ class Backend {
   virtual const char* name() const = 0;
   // Waits for queued device work (no-op on the CPU).
   virtual void synchronize() {}
+  // Host-to-device copy into dst (memory of this backend's device) that returns once queued:
+  // the host source may be reused at once, and the host does not wait for the device.
+  virtual void upload(void* dst, const void* src, size_t bytes) {
+    copy_bytes(dst, device(), src, Device::CPU, bytes);
+  }
 
   // ---- linear algebra ----
   // c = alpha * op(a) op(b) + beta * c; 2-D tensors, op = transpose when the flag is set.
@@ -56,6 +67,12 @@ class Backend {
                                Tensor& dw, double alpha) = 0;
 
   // ---- elementwise ----
+  // dst = src converted to dst's dtype (f32, f64, bf16; rounding to nearest even). Same numel.
+  virtual void cast(const Tensor& src, Tensor& dst) = 0;
+  // out[u * per + i] = std * normal(key, i, streams[u]) for units u (rng.h's Philox normal, in
+  // double, then rounded to out's dtype): parameter init, bit-identical on every backend.
+  virtual void init_normal(Tensor& out, rng::Key key, int64_t per,
+                           const std::vector<uint32_t>& streams, double std) = 0;
   virtual void fill(Tensor& t, double value) = 0;
   virtual void axpy(const Tensor& x, Tensor& y, double alpha) = 0;  // y += alpha * x
   virtual void scale(Tensor& t, double alpha) = 0;
@@ -86,6 +103,20 @@ class Backend {
   // Writes dqkv (B*T, 3N).
   virtual void attention_backward(const Tensor& qkv, const Tensor& probs, const Tensor& dout,
                                   Tensor& dqkv, int B, int T, int H, double scale) = 0;
+
+  // ---- fused causal attention (never stores T x T) ----
+  // Same layout and result as attention_forward, but saves lse (B, H, T) (f32, or f64 with f64
+  // inputs: the log-sum-exp of each query row's scaled logits) instead of the probabilities.
+  virtual void flash_attention_forward(const Tensor& qkv, Tensor& out, Tensor& lse, int B, int T,
+                                       int H, double scale) = 0;
+  // Writes dqkv (B*T, 3N), recomputing the probabilities from qkv and lse.
+  virtual void flash_attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                                        const Tensor& dout, Tensor& dqkv, int B, int T, int H,
+                                        double scale) = 0;
+  // Whether the model should use the fused attention (the CUDA backend: its kernels are the
+  // fast path there; the CPU keeps its BLAS attention with stored probabilities, which is
+  // faster on a CPU at the sequence lengths it trains).
+  virtual bool prefers_fused_attention() const { return false; }
 
   // ---- expert activations ----
   // GELU, tanh form: a = 0.5 h (1 + tanh(sqrt(2/pi) (h + 0.044715 h^3))).

@@ -10,6 +10,7 @@ namespace moe::ops {
 
 template <class F>
 auto ProfilingBackend::timed(const char* op, F&& f) -> decltype(f()) {
+  if (!enabled_) return f();
   in_.synchronize();
   auto t0 = std::chrono::steady_clock::now();
   struct Done {
@@ -54,6 +55,16 @@ void ProfilingBackend::grouped_gemm_nn(const Tensor& dy, const Tensor& w, const 
 }
 void ProfilingBackend::grouped_gemm_tn(const Tensor& dy, const Tensor& x, const std::vector<Segment>& s, Tensor& dw, double al) {
   timed("grouped_gemm_tn", [&] { in_.grouped_gemm_tn(dy, x, s, dw, al); });
+}
+void ProfilingBackend::cast(const Tensor& src, Tensor& dst) { timed("cast", [&] { in_.cast(src, dst); }); }
+void ProfilingBackend::init_normal(Tensor& out, rng::Key key, int64_t per, const std::vector<uint32_t>& streams, double std) {
+  timed("init_normal", [&] { in_.init_normal(out, key, per, streams, std); });
+}
+void ProfilingBackend::flash_attention_forward(const Tensor& qkv, Tensor& out, Tensor& lse, int B, int T, int H, double s) {
+  timed("flash_attention_forward", [&] { in_.flash_attention_forward(qkv, out, lse, B, T, H, s); });
+}
+void ProfilingBackend::flash_attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout, Tensor& dqkv, int B, int T, int H, double s) {
+  timed("flash_attention_backward", [&] { in_.flash_attention_backward(qkv, out, lse, dout, dqkv, B, T, H, s); });
 }
 void ProfilingBackend::fill(Tensor& t, double v) { timed("fill", [&] { in_.fill(t, v); }); }
 void ProfilingBackend::axpy(const Tensor& x, Tensor& y, double a) { timed("axpy", [&] { in_.axpy(x, y, a); }); }

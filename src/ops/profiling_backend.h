@@ -18,16 +18,21 @@ class ProfilingBackend final : public Backend {
   explicit ProfilingBackend(Backend& inner) : in_(inner) {}
   const std::map<std::string, OpTime>& times() const { return times_; }
   void reset() { times_.clear(); }
+  // Off: every op forwards untimed and unsynchronized (a step measured for its own host syncs).
+  void set_enabled(bool on) { enabled_ = on; }
   // Per-op time per step over `steps` steps; shares of `total_seconds` (all of them).
   std::string table(double total_seconds, int steps) const;
 
   Device device() const override { return in_.device(); }
   const char* name() const override { return in_.name(); }
   void synchronize() override { in_.synchronize(); }
+  void upload(void* dst, const void* src, size_t bytes) override { in_.upload(dst, src, bytes); }
   void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double al, double be) override;
   void grouped_gemm_nt(const Tensor& x, const Tensor& w, const std::vector<Segment>& s, Tensor& y, double al) override;
   void grouped_gemm_nn(const Tensor& dy, const Tensor& w, const std::vector<Segment>& s, Tensor& dx, double al, double be) override;
   void grouped_gemm_tn(const Tensor& dy, const Tensor& x, const std::vector<Segment>& s, Tensor& dw, double al) override;
+  void cast(const Tensor& src, Tensor& dst) override;
+  void init_normal(Tensor& out, rng::Key key, int64_t per, const std::vector<uint32_t>& streams, double std) override;
   void fill(Tensor& t, double v) override;
   void axpy(const Tensor& x, Tensor& y, double a) override;
   void scale(Tensor& t, double a) override;
@@ -39,6 +44,9 @@ class ProfilingBackend final : public Backend {
   void rmsnorm_backward(const Tensor& x, const Tensor& g, const Tensor& r, const Tensor& dy, Tensor& dx, Tensor& dg) override;
   void attention_forward(const Tensor& qkv, Tensor& out, Tensor& p, int B, int T, int H, double s) override;
   void attention_backward(const Tensor& qkv, const Tensor& p, const Tensor& dout, Tensor& dqkv, int B, int T, int H, double s) override;
+  void flash_attention_forward(const Tensor& qkv, Tensor& out, Tensor& lse, int B, int T, int H, double s) override;
+  void flash_attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dout, Tensor& dqkv, int B, int T, int H, double s) override;
+  bool prefers_fused_attention() const override { return in_.prefers_fused_attention(); }
   void gelu_forward(const Tensor& h, Tensor& a) override;
   void gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh) override;
   void swiglu_forward(const Tensor& g, const Tensor& u, Tensor& a) override;
@@ -58,6 +66,7 @@ class ProfilingBackend final : public Backend {
   auto timed(const char* op, F&& f) -> decltype(f());
   Backend& in_;
   std::map<std::string, OpTime> times_;
+  bool enabled_ = true;
 };
 
 }  // namespace moe::ops

@@ -19,16 +19,25 @@ Param* ParamStore::add(const std::string& name, Group group, const Shape& shape,
   return &params_.back();
 }
 
-void ParamStore::allocate(DType dtype, Device device) {
+void ParamStore::allocate(DType dtype, Device device, DType compute) {
   dtype_ = dtype;
+  compute_dtype_ = compute;
   for (int e = 0; e < 2; ++e) {
     values_[e] = Tensor::zeros({counts_[e]}, dtype, device);
     grads_[e] = Tensor::zeros({counts_[e]}, dtype, device);
+    compute_[e] = compute == dtype ? values_[e] : Tensor::zeros({counts_[e]}, compute, device);
   }
   for (Param& p : params_) {
     p.value = values_[p.expert].rows(p.offset, p.offset + p.numel()).view(p.shape);
     p.grad = grads_[p.expert].rows(p.offset, p.offset + p.numel()).view(p.shape);
+    p.compute = compute_[p.expert].rows(p.offset, p.offset + p.numel()).view(p.shape);
   }
+}
+
+void ParamStore::refresh_compute(ops::Backend& be) {
+  if (compute_dtype_ == dtype_) return;
+  for (int e = 0; e < 2; ++e)
+    if (counts_[e] > 0) be.cast(values_[e], compute_[e]);
 }
 
 Param* ParamStore::find(const std::string& name) {

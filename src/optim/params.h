@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "src/core/tensor.h"
+#include "src/ops/backend.h"
 #include "src/optim/groups.h"
 
 namespace moe::optim {
@@ -18,7 +19,10 @@ struct Param {
   bool expert = false;          // first dimension indexes local experts
   int64_t expert_offset = 0;    // global index of local expert 0
   int64_t offset = 0;           // element offset in its flat buffer
-  Tensor value, grad;           // views into the flat buffers (after allocate)
+  Tensor value, grad;           // views into the flat buffers (after allocate): the master dtype
+  // What GEMMs read: `value` itself, or its bf16 copy under mixed precision (train.dtype =
+  // "bf16"), refreshed from the master weights by ParamStore::refresh_compute.
+  Tensor compute;
   int64_t numel() const { return shape_numel(shape); }
 };
 
@@ -27,7 +31,13 @@ class ParamStore {
   // Registers a parameter; its tensors exist after allocate(). The pointer stays valid.
   Param* add(const std::string& name, Group group, const Shape& shape, bool expert = false,
              int64_t expert_offset = 0);
-  void allocate(DType dtype, Device device);
+  // Master values and gradients in `dtype`; a second copy of the values in `compute` for the
+  // GEMMs when it differs (bf16 under mixed precision), else Param::compute aliases value.
+  void allocate(DType dtype, Device device, DType compute);
+  void allocate(DType dtype, Device device) { allocate(dtype, device, dtype); }
+  DType compute_dtype() const { return compute_dtype_; }
+  // compute = value rounded to the compute dtype (two casts; nothing when they alias).
+  void refresh_compute(ops::Backend& be);
 
   std::deque<Param>& params() { return params_; }
   const std::deque<Param>& params() const { return params_; }
@@ -42,8 +52,8 @@ class ParamStore {
  private:
   std::deque<Param> params_;
   int64_t counts_[2] = {0, 0};
-  Tensor values_[2], grads_[2];
-  DType dtype_ = DType::F32;
+  Tensor values_[2], grads_[2], compute_[2];
+  DType dtype_ = DType::F32, compute_dtype_ = DType::F32;
 };
 
 }  // namespace moe::optim

@@ -74,6 +74,9 @@ MemoryEstimate estimate_memory(const config::Config& cfg, int world_size) {
   est.expert_params = int64_t(expert);
   est.params = (dense + expert) * kF32;
   est.grads = est.params;
+  // Mixed precision keeps a bf16 copy of every weight beside the f32 master; activations are
+  // still counted at 4 bytes below (most are bf16 then: an upper bound).
+  if (cfg.train.dtype == "bf16") est.params += (dense + expert) * 2;
 
   // Optimizer: m (and v for Adam) for the expert buffer and the dense buffer or its shard;
   // ZeRO-1 adds a padded copy of the dense buffer and a gradient shard.
@@ -87,7 +90,10 @@ MemoryEstimate estimate_memory(const config::Config& cfg, int world_size) {
   const double subs = L * (attn ? 2 : 1);
   double act = (subs + 1) * n * N;  // residual stream h
   act += subs * (n * N + n);        // normed inputs and 1/rms per sublayer
-  if (attn) act += L * (n * 3 * N * 2 + n * N * 2 + B * H * T * T);  // qkv, dqkv, o, do, probs
+  // qkv, dqkv, o, do, and the probabilities (B, H, T, T), or on CUDA the fused attention's
+  // row statistics (B, H, T) (models/attention.cpp: heads up to 128 wide).
+  const bool fused = cfg.parallel.device == "cuda" && N / H <= 128;
+  if (attn) act += L * (n * 3 * N * 2 + n * N * 2 + B * H * T * (fused ? 1 : T));
   act += L * (3 * n * M + 2 * n * K + n * K);  // router logits, gates, dlogits; idx, w; dw
   act += 6 * n * N + 2 * n + n * V;            // sub_out, final norm, dfn, dh, dsub, dxn; logits
   est.activations = act * kF32 * kReuseSlack;

@@ -42,8 +42,11 @@ std::string fmt_rate(double r) {
 
 Trainer::Trainer(const config::Config& cfg, comm::ParallelContext& ctx, TrainerOptions opt)
     : cfg_(cfg), ctx_(ctx), opt_(opt), table_(optim::make_param_table(cfg)) {
+  // train.dtype = "bf16" is mixed precision: f32 master weights, gradients and optimizer state;
+  // bf16 weight copies and activations for the GEMMs and attention (models/transformer.h).
   dtype_ = DType::F32;
-  model_ = std::make_unique<models::Transformer>(cfg_, table_, ctx_, dtype_);
+  const DType compute = cfg_.train.dtype == "bf16" ? DType::BF16 : DType::F32;
+  model_ = std::make_unique<models::Transformer>(cfg_, table_, ctx_, dtype_, compute);
   model_->init_params(uint64_t(cfg_.run.seed));
   optim_ = std::make_unique<optim::Optimizer>(cfg_.optim, cfg_.train.steps, table_, model_->params(),
                                               ctx_, cfg_.parallel.zero1);
@@ -71,8 +74,11 @@ void Trainer::upload(const data::LocalBatch& b, models::Batch& out) {
   Tensor in = Tensor::empty({n}, DType::I32), tg = Tensor::empty({n}, DType::I32);
   std::copy(b.inputs.begin(), b.inputs.end(), in.data<int32_t>());
   std::copy(b.targets.begin(), b.targets.end(), tg.data<int32_t>());
-  out.inputs = in.to(ctx_.device());
-  out.targets = tg.to(ctx_.device());
+  // Queued without a host wait (Backend::upload); the host tensors may go at once.
+  out.inputs = Tensor::empty({n}, DType::I32, ctx_.device());
+  out.targets = Tensor::empty({n}, DType::I32, ctx_.device());
+  ctx_.backend->upload(out.inputs.raw(), in.raw(), in.nbytes());
+  ctx_.backend->upload(out.targets.raw(), tg.raw(), tg.nbytes());
 }
 
 StepRecord Trainer::step() {

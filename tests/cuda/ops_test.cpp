@@ -267,6 +267,42 @@ void add_attention(std::vector<OpCase>& t, int B, int T, int H, int64_t N) {
        }});
 }
 
+// The fused attention: its lse is f32 on both backends; out and dqkv in the case's dtype.
+void add_flash_attention(std::vector<OpCase>& t, int B, int T, int H, int64_t N) {
+  t.push_back(
+      {"flash_attention" + dims({B, T, H, N}), [=](const Env& e) {
+         const double scale = 1.0 / std::sqrt(double(N / H));
+         Tensor qkv = e.randn({int64_t(B) * T, 3 * N}, "qkv");
+         Tensor out = e.empty({int64_t(B) * T, N}), lse = e.empty32({B, H, T});
+         e.be.flash_attention_forward(qkv, out, lse, B, T, H, scale);
+         Tensor dout = e.randn({int64_t(B) * T, N}, "do"), dqkv = e.empty({int64_t(B) * T, 3 * N});
+         e.be.flash_attention_backward(qkv, out, lse, dout, dqkv, B, T, H, scale);
+         return Outputs{to_host(out), to_host(lse), to_host(dqkv)};
+       }});
+}
+
+// Mixed precision's crossings: cast both ways, and GEMMs writing f32 from the case's dtype.
+void add_mixed(std::vector<OpCase>& t) {
+  t.push_back({"cast", [](const Env& e) {
+                 Tensor x = e.randn32({1003}, "x", 3.0), y = e.empty({1003}), z = e.empty32({1003});
+                 e.be.cast(x, y);
+                 e.be.cast(y, z);
+                 return Outputs{to_host(y), to_host(z)};
+               }});
+  t.push_back({"gemm_to_f32", [](const Env& e) {
+                 Tensor a = e.randn({37, 64}, "a"), b = e.randn({29, 64}, "b");
+                 Tensor c = e.randn32({37, 29}, "c");
+                 e.be.gemm(a, false, b, true, c, 0.5, 1.0);
+                 return Outputs{to_host(c)};
+               }});
+  t.push_back({"grouped_tn_to_f32", [](const Env& e) {
+                 Tensor dy = e.randn({40, 12}, "dy"), x = e.randn({40, 20}, "x");
+                 Tensor dw = e.randn32({3, 12, 20}, "dw");
+                 e.be.grouped_gemm_tn(dy, x, {{0, 15, 2}, {15, 15, 0}, {15, 40, 1}}, dw, 1.5);
+                 return Outputs{to_host(dw)};
+               }});
+}
+
 void add_activations(std::vector<OpCase>& t) {
   t.push_back({"gelu", [](const Env& e) {
                  Tensor h = e.randn({1001}, "h", 2.0), a = e.empty({1001});
@@ -412,6 +448,11 @@ const std::vector<OpCase>& op_cases() {
     add_attention(t, 1, 1, 2, 8);
     add_attention(t, 3, 33, 4, 64);
     add_attention(t, 1, 130, 2, 32);
+    add_flash_attention(t, 2, 70, 3, 48);   // D = 16, T not a multiple of the 32-row tiles
+    add_flash_attention(t, 1, 1, 2, 8);
+    add_flash_attention(t, 1, 100, 2, 256);  // D = 128, the largest head the kernel takes
+    add_flash_attention(t, 2, 64, 4, 80);    // D = 20: not a multiple of 4 lanes' stride
+    add_mixed(t);
     add_activations(t);
     using G = ops::Gate;
     for (G g : {G::Softmax, G::Sigmoid})

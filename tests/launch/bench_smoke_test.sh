@@ -3,7 +3,9 @@
 # row for moe with tokens/s, TFLOP/s and a per-op profile; with Debian's python3-torch present
 # it also runs the PyTorch peer and prints the speedup (skipped silently without torch);
 # `bench a2a` on 2 and 3 ranks prints the nccl-tests table and the dispatcher table, and every
-# #wrong entry is 0 (the all-to-all and dispatch+combine delivered every element).
+# #wrong entry is 0 (the all-to-all and dispatch+combine delivered every element); the step
+# header names the dtype used (bf16 mixed precision when asked); `bench gemm` prints its table
+# on the CPU with every #wrong 0.
 #   bench_smoke_test.sh <moe binary> <source dir>      (ctest passes both; label "bench")
 set -euo pipefail
 moe=$(realpath "$1")
@@ -36,4 +38,16 @@ for np in 2 3; do
   bad=$(awk '/^ +[0-9]/ && $NF != 0' a2a$np.txt | wc -l)
   [ "$bad" -eq 0 ] || { cat a2a$np.txt; fail "-np $np: elements delivered wrong"; }
 done
-echo "PASS: bench step and bench a2a tables"
+# bench step names the dtype the model ran with: mixed precision when asked for bf16.
+"$moe" bench step "${small[@]}" --set train.dtype=bf16 --no-torch > step_bf16.txt || fail "bf16 bench step exit $?"
+grep -q 'cpu bf16 (mixed: f32 master weights' step_bf16.txt || { cat step_bf16.txt; fail "bf16 header"; }
+grep -q 'cpu f32, 1 rank' step1.txt || { cat step1.txt; fail "f32 header"; }
+
+# bench gemm: on the CPU, CPU grouped against CPU dense, every #wrong 0 (its exit status says so).
+"$moe" bench gemm --config "$src/tests/fixtures/tiny_moe.toml" --iters 1 --warmup 0 --json gemm.json > gemm.txt \
+  || { cat gemm.txt; fail "bench gemm exit $?"; }
+grep -q '^# bench gemm: cpu, f32 operands' gemm.txt || { cat gemm.txt; fail "bench gemm header"; }
+rows=$(awk '/^tiny_moe.toml/ && $NF == 0' gemm.txt | wc -l)
+[ "$rows" -eq 4 ] || { cat gemm.txt; fail "bench gemm: $rows rows with #wrong 0, expected 4"; }
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert len(d['rows']) == 4" gemm.json || fail "gemm.json"
+echo "PASS: bench step, bench a2a and bench gemm tables"

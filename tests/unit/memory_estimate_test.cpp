@@ -47,6 +47,23 @@ TEST(MemoryEstimate, ScalesWithTheLayout) {
   EXPECT_LT(train::estimate_memory(c, 8).a2a, z.a2a);
 }
 
+// Mixed precision keeps a bf16 copy of every weight (2 bytes each) beside the f32 master; the
+// CUDA model's fused attention saves (B, H, T) row statistics instead of (B, H, T, T).
+TEST(MemoryEstimate, Bf16CopiesAndFusedAttention) {
+  config::Config c = tiny_config();
+  const train::MemoryEstimate f32 = train::estimate_memory(c, 1);
+  c.train.dtype = "bf16";
+  const train::MemoryEstimate bf16 = train::estimate_memory(c, 1);
+  EXPECT_DOUBLE_EQ(bf16.params, 6.0 * double(f32.dense_params + f32.expert_params));
+  EXPECT_DOUBLE_EQ(bf16.grads, f32.grads);
+  c.parallel.device = "cuda";
+  const train::MemoryEstimate gpu = train::estimate_memory(c, 1);
+  const double B = double(c.train.batch), H = double(c.model.heads), T = double(c.model.seq_len);
+  // Probabilities minus row statistics, 4 bytes each, with the estimate's 25% reuse slack.
+  const double saved = double(c.model.depth) * B * H * T * (T - 1) * 4 * 1.25;
+  EXPECT_NEAR(bf16.activations - gpu.activations, saved, 1e-9 * saved);
+}
+
 TEST(MemoryEstimate, CheckRefusesOnlyAboveTheLimit) {
   config::Config c = tiny_config();
   const train::MemoryEstimate e = train::estimate_memory(c, 1);

@@ -1,6 +1,7 @@
 // CPU expert activations: GELU (tanh form) and SwiGLU, forward and backward. The float kernels
 // use the vectorizable fast_exp and are compiled per instruction set (MOE_CPU_CLONES).
 #include "src/ops/cpu/cpu_backend.h"
+#include "src/ops/cpu/f32_scope.h"
 #include "src/ops/cpu/fast_math.h"
 
 namespace moe::ops::cpu {
@@ -64,6 +65,10 @@ void swiglu_bwd_k(const float* g, const float* u, const float* da, float* dg, fl
 }  // namespace
 
 void CpuBackend::gelu_forward(const Tensor& h, Tensor& a) {
+  if (any_bf16({&h, &a})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return gelu_forward(s.in(h), s.out(a));
+  }
   check_same(h, a, "gelu a");
   dispatch_float(h.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -72,6 +77,10 @@ void CpuBackend::gelu_forward(const Tensor& h, Tensor& a) {
 }
 
 void CpuBackend::gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh) {
+  if (any_bf16({&h, &da, &dh})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return gelu_backward(s.in(h), s.in(da), s.out(dh));
+  }
   check_same(h, da, "gelu da");
   check_same(h, dh, "gelu dh");
   dispatch_float(h.dtype(), [&](auto tag) {
@@ -81,6 +90,10 @@ void CpuBackend::gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh) {
 }
 
 void CpuBackend::swiglu_forward(const Tensor& g, const Tensor& u, Tensor& a) {
+  if (any_bf16({&g, &u, &a})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return swiglu_forward(s.in(g), s.in(u), s.out(a));
+  }
   check_same(g, u, "swiglu u");
   check_same(g, a, "swiglu a");
   dispatch_float(g.dtype(), [&](auto tag) {
@@ -91,6 +104,10 @@ void CpuBackend::swiglu_forward(const Tensor& g, const Tensor& u, Tensor& a) {
 
 void CpuBackend::swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& da, Tensor& dg,
                                  Tensor& du) {
+  if (any_bf16({&g, &u, &da, &dg, &du})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return swiglu_backward(s.in(g), s.in(u), s.in(da), s.out(dg), s.out(du));
+  }
   check_same(g, da, "swiglu da");
   check_same(g, dg, "swiglu dg");
   check_same(g, du, "swiglu du");

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "src/ops/cpu/cpu_backend.h"
+#include "src/ops/cpu/f32_scope.h"
 #include "src/ops/cpu/fast_math.h"
 
 namespace moe::ops::cpu {
@@ -16,6 +17,10 @@ constexpr int kBlock = 32;
 
 void CpuBackend::attention_forward(const Tensor& qkv, Tensor& out, Tensor& probs, int B, int T,
                                    int H, double scale) {
+  if (any_bf16({&qkv, &out, &probs})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return attention_forward(s.in(qkv), s.out(out), s.out(probs), B, T, H, scale);
+  }
   MOE_CHECK(qkv.ndim() == 2 && qkv.dim(0) == int64_t(B) * T && qkv.dim(1) % 3 == 0,
             "attention qkv shape ", shape_str(qkv.shape()));
   const int64_t N = qkv.dim(1) / 3, D = N / H, ld = 3 * N;
@@ -52,6 +57,10 @@ void CpuBackend::attention_forward(const Tensor& qkv, Tensor& out, Tensor& probs
 // dK += dS^T Q; dV += P^T dO (keys up to the block's last query only).
 void CpuBackend::attention_backward(const Tensor& qkv, const Tensor& probs, const Tensor& dout,
                                     Tensor& dqkv, int B, int T, int H, double scale) {
+  if (any_bf16({&qkv, &probs, &dout, &dqkv})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return attention_backward(s.in(qkv), s.in(probs), s.in(dout), s.out(dqkv), B, T, H, scale);
+  }
   const int64_t N = qkv.dim(1) / 3, D = N / H, ld = 3 * N;
   check_same(qkv, dqkv, "attention dqkv");
   check_shape(dout, {int64_t(B) * T, N}, "attention dout");

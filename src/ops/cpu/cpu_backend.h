@@ -20,6 +20,9 @@ class CpuBackend final : public Backend {
   void grouped_gemm_tn(const Tensor& dy, const Tensor& x, const std::vector<Segment>& segs,
                        Tensor& dw, double alpha) override;
 
+  void cast(const Tensor& src, Tensor& dst) override;
+  void init_normal(Tensor& out, rng::Key key, int64_t per, const std::vector<uint32_t>& streams,
+                   double std) override;
   void fill(Tensor& t, double value) override;
   void axpy(const Tensor& x, Tensor& y, double alpha) override;
   void scale(Tensor& t, double alpha) override;
@@ -40,6 +43,12 @@ class CpuBackend final : public Backend {
                          double scale) override;
   void attention_backward(const Tensor& qkv, const Tensor& probs, const Tensor& dout, Tensor& dqkv,
                           int B, int T, int H, double scale) override;
+
+  void flash_attention_forward(const Tensor& qkv, Tensor& out, Tensor& lse, int B, int T, int H,
+                               double scale) override;
+  void flash_attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                                const Tensor& dout, Tensor& dqkv, int B, int T, int H,
+                                double scale) override;
 
   void gelu_forward(const Tensor& h, Tensor& a) override;
   void gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh) override;

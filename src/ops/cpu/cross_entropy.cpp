@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "src/ops/cpu/cpu_backend.h"
+#include "src/ops/cpu/f32_scope.h"
 #include "src/ops/cpu/fast_math.h"
 
 namespace moe::ops::cpu {
@@ -15,6 +16,10 @@ void scale_row(T* r, int64_t n, T s) {
 
 double CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, Tensor& dlogits,
                                  double grad_scale) {
+  if (any_bf16({&logits, &dlogits})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return cross_entropy(s.in(logits), targets, s.out(dlogits), grad_scale);
+  }
   MOE_CHECK(logits.ndim() == 2 && targets.dtype() == DType::I32, "cross_entropy args");
   const int64_t n = logits.dim(0), V = logits.dim(1);
   MOE_CHECK(targets.numel() == n, "cross_entropy targets ", targets.numel(), " for ", n, " rows");

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "src/ops/cpu/cpu_backend.h"
+#include "src/ops/cpu/f32_scope.h"
 #include "src/ops/cpu/fast_math.h"
 
 namespace moe::ops::cpu {
@@ -42,6 +43,10 @@ double sumsq_any(const double* x, int64_t n) { return sumsq_k(x, n); }
 }  // namespace
 
 void CpuBackend::fill(Tensor& t, double value) {
+  if (any_bf16({&t})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return fill(s.out(t), value);
+  }
   check_cpu(t, "fill");
   const int64_t n = t.numel();
   if (t.dtype() == DType::I32) {
@@ -57,6 +62,10 @@ void CpuBackend::fill(Tensor& t, double value) {
 }
 
 void CpuBackend::axpy(const Tensor& x, Tensor& y, double alpha) {
+  if (any_bf16({&x, &y})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return axpy(s.in(x), s.out(y), alpha);
+  }
   MOE_CHECK(x.numel() == y.numel() && x.dtype() == y.dtype(), "axpy ", shape_str(x.shape()), " ",
             shape_str(y.shape()));
   dispatch_float(x.dtype(), [&](auto tag) {
@@ -66,6 +75,10 @@ void CpuBackend::axpy(const Tensor& x, Tensor& y, double alpha) {
 }
 
 void CpuBackend::scale(Tensor& t, double alpha) {
+  if (any_bf16({&t})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return scale(s.out(t), alpha);
+  }
   dispatch_float(t.dtype(), [&](auto tag) {
     using T = decltype(tag);
     scale_any(t.data<T>(), T(alpha), t.numel());
@@ -73,6 +86,10 @@ void CpuBackend::scale(Tensor& t, double alpha) {
 }
 
 double CpuBackend::sum_squares(const Tensor& t) {
+  if (any_bf16({&t})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return sum_squares(s.in(t));
+  }
   double s = 0;
   dispatch_float(t.dtype(), [&](auto tag) {
     using T = decltype(tag);

@@ -1,10 +1,15 @@
 // CPU embedding lookup (row gather) and its backward (row scatter-add).
 #include "src/ops/cpu/cpu_backend.h"
+#include "src/ops/cpu/f32_scope.h"
 
 namespace moe::ops::cpu {
 
 void CpuBackend::embedding_forward(const Tensor& ids, const Tensor& table, Tensor& out, double alpha,
                                    bool accumulate) {
+  if (any_bf16({&table, &out})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return embedding_forward(ids, s.in(table), s.out(out), alpha, accumulate);
+  }
   MOE_CHECK(ids.dtype() == DType::I32 && table.ndim() == 2 && out.ndim() == 2, "embedding args");
   int64_t n = ids.numel(), V = table.dim(0), N = table.dim(1);
   check_shape(out, {n, N}, "embedding out");
@@ -29,6 +34,10 @@ void CpuBackend::embedding_forward(const Tensor& ids, const Tensor& table, Tenso
 
 void CpuBackend::embedding_backward(const Tensor& ids, const Tensor& dout, Tensor& dtable,
                                     double alpha) {
+  if (any_bf16({&dout, &dtable})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return embedding_backward(ids, s.in(dout), s.out(dtable), alpha);
+  }
   int64_t n = ids.numel(), N = dtable.dim(1);
   check_shape(dout, {n, N}, "embedding dout");
   const int32_t* id = ids.data<int32_t>();

@@ -1,10 +1,15 @@
 // CPU GEMMs through BLAS: the dense product and the grouped expert products over row segments.
 #include "src/ops/cpu/cpu_backend.h"
+#include "src/ops/cpu/f32_scope.h"
 
 namespace moe::ops::cpu {
 
 void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
                       double alpha, double beta) {
+  if (any_bf16({&a, &b, &c})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return gemm(s.in(a), trans_a, s.in(b), trans_b, s.out(c), alpha, beta);
+  }
   check_cpu(a, "gemm a");
   check_cpu(b, "gemm b");
   check_cpu(c, "gemm c");
@@ -39,6 +44,10 @@ void check_segments(const std::vector<Segment>& segs, int64_t rows, int64_t grou
 
 void CpuBackend::grouped_gemm_nt(const Tensor& x, const Tensor& w, const std::vector<Segment>& segs,
                                  Tensor& y, double alpha) {
+  if (any_bf16({&x, &w, &y})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return grouped_gemm_nt(s.in(x), s.in(w), segs, s.out(y), alpha);
+  }
   MOE_CHECK(x.ndim() == 2 && w.ndim() == 3 && y.ndim() == 2, "grouped_gemm_nt ranks");
   int64_t out = w.dim(1), in = w.dim(2);
   MOE_CHECK(x.dim(1) == in && y.dim(1) == out && x.dim(0) == y.dim(0), "grouped_gemm_nt shapes ",
@@ -56,6 +65,10 @@ void CpuBackend::grouped_gemm_nt(const Tensor& x, const Tensor& w, const std::ve
 
 void CpuBackend::grouped_gemm_nn(const Tensor& dy, const Tensor& w, const std::vector<Segment>& segs,
                                  Tensor& dx, double alpha, double beta) {
+  if (any_bf16({&dy, &w, &dx})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return grouped_gemm_nn(s.in(dy), s.in(w), segs, s.out(dx), alpha, beta);
+  }
   MOE_CHECK(dy.ndim() == 2 && w.ndim() == 3 && dx.ndim() == 2, "grouped_gemm_nn ranks");
   int64_t out = w.dim(1), in = w.dim(2);
   MOE_CHECK(dy.dim(1) == out && dx.dim(1) == in && dx.dim(0) == dy.dim(0), "grouped_gemm_nn shapes");
@@ -72,6 +85,10 @@ void CpuBackend::grouped_gemm_nn(const Tensor& dy, const Tensor& w, const std::v
 
 void CpuBackend::grouped_gemm_tn(const Tensor& dy, const Tensor& x, const std::vector<Segment>& segs,
                                  Tensor& dw, double alpha) {
+  if (any_bf16({&dy, &x, &dw})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return grouped_gemm_tn(s.in(dy), s.in(x), segs, s.out(dw), alpha);
+  }
   MOE_CHECK(dy.ndim() == 2 && x.ndim() == 2 && dw.ndim() == 3, "grouped_gemm_tn ranks");
   int64_t out = dw.dim(1), in = dw.dim(2);
   MOE_CHECK(dy.dim(1) == out && x.dim(1) == in && x.dim(0) == dy.dim(0), "grouped_gemm_tn shapes");

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "src/ops/cpu/cpu_backend.h"
+#include "src/ops/cpu/f32_scope.h"
 #include "src/ops/cpu/fast_math.h"
 
 namespace moe::ops::cpu {
@@ -34,6 +35,10 @@ void adamw_any(double* p, const double* g, double* m, double* v, int64_t n, doub
 
 void CpuBackend::adamw_step(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, double lr,
                             double beta1, double beta2, double eps, double wd, int64_t step) {
+  if (any_bf16({&p, &g, &m, &v})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return adamw_step(s.out(p), s.in(g), s.out(m), s.out(v), lr, beta1, beta2, eps, wd, step);
+  }
   check_same(p, g, "adamw grad");
   check_same(p, m, "adamw m");
   check_same(p, v, "adamw v");
@@ -48,6 +53,10 @@ void CpuBackend::adamw_step(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, do
 
 void CpuBackend::sgd_step(Tensor& p, const Tensor& g, Tensor& buf, double lr, double momentum,
                           double wd) {
+  if (any_bf16({&p, &g, &buf})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return sgd_step(s.out(p), s.in(g), s.out(buf), lr, momentum, wd);
+  }
   check_same(p, g, "sgd grad");
   check_same(p, buf, "sgd momentum buffer");
   dispatch_float(p.dtype(), [&](auto tag) {

@@ -1,11 +1,16 @@
 // CPU token permutation for the MoE layer: gather rows into dispatch order, the weighted combine
 // back into token order, and their backwards. Deterministic: each output row is one fixed sum.
 #include "src/ops/cpu/cpu_backend.h"
+#include "src/ops/cpu/f32_scope.h"
 #include "src/ops/cpu/fast_math.h"
 
 namespace moe::ops::cpu {
 
 void CpuBackend::gather_rows(const Tensor& src, const Tensor& rows, Tensor& dst) {
+  if (any_bf16({&src, &dst})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return gather_rows(s.in(src), rows, s.out(dst));
+  }
   MOE_CHECK(rows.dtype() == DType::I32 && src.ndim() == 2 && dst.ndim() == 2, "gather_rows args");
   const int64_t m = rows.numel(), n = src.dim(0), N = src.dim(1);
   check_shape(dst, {m, N}, "gather_rows dst");
@@ -23,6 +28,10 @@ void CpuBackend::gather_rows(const Tensor& src, const Tensor& rows, Tensor& dst)
 
 void CpuBackend::combine_forward(const Tensor& y, const Tensor& slot, const Tensor& w, double c,
                                  Tensor& out) {
+  if (any_bf16({&y, &w, &out})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return combine_forward(s.in(y), slot, s.in(w), c, s.out(out));
+  }
   const int64_t n = slot.dim(0), K = slot.dim(1), N = y.dim(1), m = y.dim(0);
   check_shape(w, {n, K}, "combine w");
   check_shape(out, {n, N}, "combine out");
@@ -46,6 +55,10 @@ void CpuBackend::combine_forward(const Tensor& y, const Tensor& slot, const Tens
 
 void CpuBackend::combine_backward(const Tensor& dout, const Tensor& y, const Tensor& slot,
                                   const Tensor& w, double c, Tensor& dy, Tensor& dw) {
+  if (any_bf16({&dout, &y, &w, &dy, &dw})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return combine_backward(s.in(dout), s.in(y), slot, s.in(w), c, s.out(dy), s.out(dw));
+  }
   const int64_t n = slot.dim(0), K = slot.dim(1), N = y.dim(1);
   check_shape(dout, {n, N}, "combine dout");
   check_same(y, dy, "combine dy");
@@ -73,6 +86,10 @@ void CpuBackend::combine_backward(const Tensor& dout, const Tensor& y, const Ten
 }
 
 void CpuBackend::scatter_add_slots(const Tensor& src, const Tensor& slot, Tensor& dx) {
+  if (any_bf16({&src, &dx})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return scatter_add_slots(s.in(src), slot, s.out(dx));
+  }
   const int64_t n = slot.dim(0), K = slot.dim(1), N = src.dim(1);
   check_shape(dx, {n, N}, "scatter_add_slots dx");
   const int32_t* sl = slot.data<int32_t>();

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "src/ops/cpu/cpu_backend.h"
+#include "src/ops/cpu/f32_scope.h"
 #include "src/ops/cpu/fast_math.h"
 
 namespace moe::ops::cpu {
@@ -63,6 +64,10 @@ void rms_bwd_any(const double* x, const double* g, const double* r, const double
 
 void CpuBackend::rmsnorm_forward(const Tensor& x, const Tensor& gain, Tensor& y, Tensor& rstd,
                                  double eps) {
+  if (any_bf16({&x, &gain, &y, &rstd})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return rmsnorm_forward(s.in(x), s.in(gain), s.out(y), s.out(rstd), eps);
+  }
   MOE_CHECK(x.ndim() == 2, "rmsnorm x must be 2-D");
   const int64_t n = x.dim(0), N = x.dim(1);
   check_shape(gain, {N}, "rmsnorm gain");
@@ -76,6 +81,10 @@ void CpuBackend::rmsnorm_forward(const Tensor& x, const Tensor& gain, Tensor& y,
 
 void CpuBackend::rmsnorm_backward(const Tensor& x, const Tensor& gain, const Tensor& rstd,
                                   const Tensor& dy, Tensor& dx, Tensor& dgain) {
+  if (any_bf16({&x, &gain, &rstd, &dy, &dx, &dgain})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return rmsnorm_backward(s.in(x), s.in(gain), s.in(rstd), s.in(dy), s.out(dx), s.out(dgain));
+  }
   const int64_t n = x.dim(0), N = x.dim(1);
   check_same(x, dy, "rmsnorm dy");
   check_same(x, dx, "rmsnorm dx");

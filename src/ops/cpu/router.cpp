@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "src/ops/cpu/cpu_backend.h"
+#include "src/ops/cpu/f32_scope.h"
 
 namespace moe::ops::cpu {
 namespace {
@@ -22,6 +23,10 @@ T logsumexp(const T* r, int64_t M) {
 
 void CpuBackend::router_forward(const Tensor& logits, const Tensor& bias, const RouterOptions& opt,
                                 Tensor& gates, Tensor& idx, Tensor& w, Tensor& stats) {
+  if (any_bf16({&logits, &bias, &gates, &w, &stats})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return router_forward(s.in(logits), s.in(bias), opt, s.out(gates), idx, s.out(w), s.out(stats));
+  }
   MOE_CHECK(logits.ndim() == 2, "router logits must be 2-D");
   const int64_t n = logits.dim(0), M = logits.dim(1), K = opt.top_k;
   MOE_CHECK(1 <= K && K <= M, "top_k ", K, " with ", M, " experts");
@@ -82,6 +87,10 @@ void CpuBackend::router_forward(const Tensor& logits, const Tensor& bias, const 
 void CpuBackend::router_backward(const Tensor& logits, const Tensor& gates, const Tensor& idx,
                                  const Tensor& w, const Tensor& dw, const Tensor& aux_coef,
                                  double z_coef, const RouterOptions& opt, Tensor& dlogits) {
+  if (any_bf16({&logits, &gates, &w, &dw, &aux_coef, &dlogits})) {  // bf16 storage: computed in f32 (f32_scope.h)
+    F32Scope s;
+    return router_backward(s.in(logits), s.in(gates), idx, s.in(w), s.in(dw), s.in(aux_coef), z_coef, opt, s.out(dlogits));
+  }
   const int64_t n = logits.dim(0), M = logits.dim(1), K = opt.top_k;
   check_same(logits, dlogits, "router dlogits");
   check_shape(dw, {n, K}, "router dw");

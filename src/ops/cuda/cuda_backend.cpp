@@ -63,6 +63,10 @@ void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
     MOE_CUDA_CHECK(cudaStreamSynchronize(g_hook_stream));
 }
 
+void device_memset(void* dst, size_t bytes) {
+  MOE_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, g_hook_stream));
+}
+
 const char* error_text(int32_t code) {
   switch (code) {
     case kErrTokenId:
@@ -97,12 +101,14 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   MOE_CUDA_CHECK(cudaMemset(status_, 0, sizeof(DeviceStatus)));
   MOE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host_status_), sizeof(DeviceStatus)));
   std::memset(host_status_, 0, sizeof(DeviceStatus));
-  MOE_CUDA_CHECK(cudaEventCreateWithFlags(&staging_free_, cudaEventDisableTiming));
+  for (StagingSlot& sl : staging_)
+    MOE_CUDA_CHECK(cudaEventCreateWithFlags(&sl.free, cudaEventDisableTiming));
 
   g_hook_stream = stream_;
   g_hook_owner = this;
   register_device_allocator(device_alloc, device_free);
   register_device_copy(device_copy);
+  register_device_memset(device_memset);
 }
 
 CudaBackend::~CudaBackend() {
@@ -112,8 +118,10 @@ CudaBackend::~CudaBackend() {
     g_hook_stream = nullptr;
     g_hook_owner = nullptr;
   }
-  if (staging_) cudaFreeHost(staging_);
-  if (staging_free_) cudaEventDestroy(staging_free_);
+  for (StagingSlot& sl : staging_) {
+    if (sl.host) cudaFreeHost(sl.host);
+    if (sl.free) cudaEventDestroy(sl.free);
+  }
   if (host_status_) cudaFreeHost(host_status_);
   if (status_) cudaFree(status_);
   if (cublas_) cublasDestroy(cublas_);
@@ -125,6 +133,8 @@ DeviceStatus CudaBackend::fetch_status(const char* op) {
   MOE_CUDA_CHECK(cudaMemcpyAsync(host_status_, status_, sizeof(DeviceStatus),
                                  cudaMemcpyDeviceToHost, stream_));
   MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  count_host_sync();
+  count_transfer(Device::CPU, Device::CUDA, sizeof(DeviceStatus));
   DeviceStatus st = *host_status_;
   if (st.error != 0) {
     // Clear it, so that the error is reported once and the backend stays usable.
@@ -141,17 +151,25 @@ void CudaBackend::synchronize() { fetch_status("CUDA backend"); }
 
 void CudaBackend::upload(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
-  // The previous copy out of the staging buffer must have run before it is overwritten.
-  MOE_CUDA_CHECK(cudaEventSynchronize(staging_free_));
-  if (bytes > staging_bytes_) {
-    if (staging_) MOE_CUDA_CHECK(cudaFreeHost(staging_));
-    staging_ = nullptr;
-    staging_bytes_ = std::max<size_t>(bytes, 4096);
-    MOE_CUDA_CHECK(cudaMallocHost(&staging_, staging_bytes_));
+  StagingSlot& sl = staging_[staging_next_];
+  staging_next_ = (staging_next_ + 1) % kStagingSlots;
+  // This slot's previous copy must have run before it is overwritten; with a ring of slots
+  // that copy was queued kStagingSlots uploads ago and has normally finished.
+  if (cudaEventQuery(sl.free) == cudaErrorNotReady) {  // a real wait: count it
+    count_host_sync();
+    MOE_CUDA_CHECK(cudaEventSynchronize(sl.free));
   }
-  std::memcpy(staging_, src, bytes);
-  MOE_CUDA_CHECK(cudaMemcpyAsync(dst, staging_, bytes, cudaMemcpyHostToDevice, stream_));
-  MOE_CUDA_CHECK(cudaEventRecord(staging_free_, stream_));
+  cudaGetLastError();
+  if (bytes > sl.bytes) {
+    if (sl.host) MOE_CUDA_CHECK(cudaFreeHost(sl.host));
+    sl.host = nullptr;
+    sl.bytes = std::max<size_t>(bytes, 4096);
+    MOE_CUDA_CHECK(cudaMallocHost(&sl.host, sl.bytes));
+  }
+  std::memcpy(sl.host, src, bytes);
+  count_transfer(Device::CUDA, Device::CPU, bytes);
+  MOE_CUDA_CHECK(cudaMemcpyAsync(dst, sl.host, bytes, cudaMemcpyHostToDevice, stream_));
+  MOE_CUDA_CHECK(cudaEventRecord(sl.free, stream_));
 }
 
 }  // namespace gpu

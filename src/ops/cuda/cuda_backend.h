@@ -75,6 +75,9 @@ class CudaBackend final : public Backend {
   void grouped_gemm_tn(const Tensor& dy, const Tensor& x, const std::vector<Segment>& segs,
                        Tensor& dw, double alpha) override;
 
+  void cast(const Tensor& src, Tensor& dst) override;
+  void init_normal(Tensor& out, rng::Key key, int64_t per, const std::vector<uint32_t>& streams,
+                   double std) override;
   void fill(Tensor& t, double value) override;
   void axpy(const Tensor& x, Tensor& y, double alpha) override;
   void scale(Tensor& t, double alpha) override;
@@ -95,6 +98,13 @@ class CudaBackend final : public Backend {
                          double scale) override;
   void attention_backward(const Tensor& qkv, const Tensor& probs, const Tensor& dout, Tensor& dqkv,
                           int B, int T, int H, double scale) override;
+
+  void flash_attention_forward(const Tensor& qkv, Tensor& out, Tensor& lse, int B, int T, int H,
+                               double scale) override;
+  void flash_attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                                const Tensor& dout, Tensor& dqkv, int B, int T, int H,
+                                double scale) override;
+  bool prefers_fused_attention() const override { return true; }
 
   void gelu_forward(const Tensor& h, Tensor& a) override;
   void gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh) override;
@@ -144,7 +154,7 @@ class CudaBackend final : public Backend {
   DeviceStatus fetch_status(const char* op);
   // Host-to-device copy through pinned staging memory: returns once the copy is queued on the
   // stream (the host source may be reused at once).
-  void upload(void* dst, const void* src, size_t bytes);
+  void upload(void* dst, const void* src, size_t bytes) override;
 
  private:
   int device_;
@@ -152,16 +162,23 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   DeviceStatus* status_ = nullptr;       // device
   DeviceStatus* host_status_ = nullptr;  // pinned host mirror
-  void* staging_ = nullptr;              // pinned, for upload()
-  size_t staging_bytes_ = 0;
-  cudaEvent_t staging_free_ = nullptr;  // recorded after the last copy out of staging_
+  // Pinned staging for upload(): a ring, so that consecutive uploads do not wait for each
+  // other's copies (the "each grouped call waits for the previous one").
+  static constexpr int kStagingSlots = 32;  // more than the uploads between two host waits
+  struct StagingSlot {
+    void* host = nullptr;  // pinned
+    size_t bytes = 0;
+    cudaEvent_t free = nullptr;  // recorded after the last copy out of host
+  };
+  StagingSlot staging_[kStagingSlots];
+  int staging_next_ = 0;
   GroupedGemmMode grouped_mode_ = GroupedGemmMode::Auto;
   bool grouped_supported_ = true;  // false once cuBLAS reported the grouped call unsupported
 
-  // Runs GEMM problems with one dtype, alpha and beta: in one grouped call when they are
+  // Runs GEMM problems with one operand dtype (dt; C in dt_c), alpha and beta: in one grouped call when they are
   // `independent` (no two write the same C) and the mode allows, else one by one in order.
-  void run_gemm_problems(const std::vector<GemmProblem>& probs, DType dt, float alpha, float beta,
-                         bool independent);
+  void run_gemm_problems(const std::vector<GemmProblem>& probs, DType dt, DType dt_c, float alpha,
+                         float beta, bool independent);
 };
 
 }  // namespace moe::ops::gpu

@@ -45,7 +45,9 @@ void CudaBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool tran
   check_dev(b, "gemm b");
   check_dev(c, "gemm c");
   MOE_CHECK(a.ndim() == 2 && b.ndim() == 2 && c.ndim() == 2, "gemm needs 2-D tensors");
-  MOE_CHECK(a.dtype() == b.dtype() && b.dtype() == c.dtype(), "gemm dtypes differ");
+  // bf16 A and B may write an f32 C (fp32 accumulation either way): logits, f32 gradients.
+  MOE_CHECK(a.dtype() == b.dtype() && (b.dtype() == c.dtype() || c.dtype() == DType::F32),
+            "gemm dtypes differ");
   check_float(a, "gemm");
   const int64_t m = trans_a ? a.dim(1) : a.dim(0), k = trans_a ? a.dim(0) : a.dim(1);
   const int64_t kb = trans_b ? b.dim(1) : b.dim(0), n = trans_b ? b.dim(0) : b.dim(1);
@@ -62,7 +64,7 @@ void CudaBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool tran
   }
   const cudaDataType_t t = cuda_type(a.dtype());
   gemm_rm(cublas_, trans_a, trans_b, m, n, k, float(alpha), Mat{a.raw(), t, a.dim(1)},
-          Mat{b.raw(), t, b.dim(1)}, float(beta), Mat{c.raw(), t, n});
+          Mat{b.raw(), t, b.dim(1)}, float(beta), Mat{c.raw(), cuda_type(c.dtype()), n});
 }
 
 }  // namespace moe::ops::gpu

@@ -46,16 +46,18 @@ void check_grouped_args(const Tensor& a, const Tensor& w, const Tensor& out, con
   check_dev(w, op);
   check_dev(out, op);
   check_float(a, op);
-  MOE_CHECK(a.dtype() == w.dtype() && w.dtype() == out.dtype(), op, ": dtypes differ (",
+  // bf16 operands may write an f32 result (mixed precision: f32 gradients), nothing else mixes.
+  MOE_CHECK(a.dtype() == w.dtype() && (w.dtype() == out.dtype() || out.dtype() == DType::F32), op,
+            ": dtypes differ (",
             dtype_name(a.dtype()), ", ", dtype_name(w.dtype()), ", ", dtype_name(out.dtype()), ")");
 }
 
 }  // namespace
 
-void CudaBackend::run_gemm_problems(const std::vector<GemmProblem>& probs, DType dt, float alpha,
-                                    float beta, bool independent) {
+void CudaBackend::run_gemm_problems(const std::vector<GemmProblem>& probs, DType dt, DType dt_c,
+                                    float alpha, float beta, bool independent) {
   if (probs.empty()) return;
-  const cudaDataType_t t = cuda_type(dt);
+  const cudaDataType_t t = cuda_type(dt), tc = cuda_type(dt_c);
   const bool grouped = independent && (grouped_mode_ == GroupedGemmMode::Grouped ||
                                        (grouped_mode_ == GroupedGemmMode::Auto &&
                                         grouped_supported_ && probs.size() > kLoopMaxProblems));
@@ -86,7 +88,7 @@ void CudaBackend::run_gemm_problems(const std::vector<GemmProblem>& probs, DType
     const void* const* d = static_cast<const void* const*>(dev_ptrs.raw());
     cublasStatus_t st = cublasGemmGroupedBatchedEx(
         cublas_, op_a.data(), op_b.data(), m.data(), n.data(), k.data(), alphas.data(), d, t,
-        lda.data(), d + P, t, ldb.data(), betas.data(), const_cast<void* const*>(d + 2 * P), t,
+        lda.data(), d + P, t, ldb.data(), betas.data(), const_cast<void* const*>(d + 2 * P), tc,
         ldc.data(), int(P), group_size.data(), CUBLAS_COMPUTE_32F);
     if (st == CUBLAS_STATUS_SUCCESS) return;
     if (st != CUBLAS_STATUS_NOT_SUPPORTED || grouped_mode_ == GroupedGemmMode::Grouped)
@@ -95,7 +97,7 @@ void CudaBackend::run_gemm_problems(const std::vector<GemmProblem>& probs, DType
   }
   for (const GemmProblem& q : probs)
     gemm_rm(cublas_, q.ta, q.tb, q.m, q.n, q.k, alpha, Mat{q.a, t, q.lda}, Mat{q.b, t, q.ldb}, beta,
-            Mat{q.c, t, q.ldc});
+            Mat{q.c, tc, q.ldc});
 }
 
 void CudaBackend::grouped_gemm_nt(const Tensor& x, const Tensor& w,
@@ -106,7 +108,7 @@ void CudaBackend::grouped_gemm_nt(const Tensor& x, const Tensor& w,
   MOE_CHECK(x.dim(1) == in && y.dim(1) == out && x.dim(0) == y.dim(0), "grouped_gemm_nt shapes ",
             shape_str(x.shape()), " ", shape_str(w.shape()), " ", shape_str(y.shape()));
   check_segments(segs, x.dim(0), w.dim(0));
-  const size_t es = dtype_size(x.dtype());
+  const size_t es = dtype_size(x.dtype()), esc = dtype_size(y.dtype());
   const char *px = static_cast<const char*>(x.raw()), *pw = static_cast<const char*>(w.raw());
   char* py = static_cast<char*>(y.raw());
   std::vector<GemmProblem> probs;
@@ -120,9 +122,9 @@ void CudaBackend::grouped_gemm_nt(const Tensor& x, const Tensor& w,
     }
     // y[s] (rows x out) = alpha x[s] (rows x in) W[g]^T
     probs.push_back({false, true, rows, out, in, px + s.begin * in * es, in,
-                     pw + s.group * out * in * es, in, py + s.begin * out * es, out});
+                     pw + s.group * out * in * es, in, py + s.begin * out * esc, out});
   }
-  run_gemm_problems(probs, x.dtype(), float(alpha), 0.0f, /*independent=*/!rows_overlap(segs));
+  run_gemm_problems(probs, x.dtype(), y.dtype(), float(alpha), 0.0f, /*independent=*/!rows_overlap(segs));
 }
 
 void CudaBackend::grouped_gemm_nn(const Tensor& dy, const Tensor& w,
@@ -135,7 +137,7 @@ void CudaBackend::grouped_gemm_nn(const Tensor& dy, const Tensor& w,
             "grouped_gemm_nn shapes ", shape_str(dy.shape()), " ", shape_str(w.shape()), " ",
             shape_str(dx.shape()));
   check_segments(segs, dy.dim(0), w.dim(0));
-  const size_t es = dtype_size(dy.dtype());
+  const size_t es = dtype_size(dy.dtype()), esc = dtype_size(dx.dtype());
   const char *pdy = static_cast<const char*>(dy.raw()), *pw = static_cast<const char*>(w.raw());
   char* pdx = static_cast<char*>(dx.raw());
   std::vector<GemmProblem> probs;
@@ -152,9 +154,9 @@ void CudaBackend::grouped_gemm_nn(const Tensor& dy, const Tensor& w,
     }
     // dx[s] (rows x in) = alpha dy[s] (rows x out) W[g] (out x in) + beta dx[s]
     probs.push_back({false, false, rows, in, out, pdy + s.begin * out * es, out,
-                     pw + s.group * out * in * es, in, pdx + s.begin * in * es, in});
+                     pw + s.group * out * in * es, in, pdx + s.begin * in * esc, in});
   }
-  run_gemm_problems(probs, dy.dtype(), float(alpha), float(beta),
+  run_gemm_problems(probs, dy.dtype(), dx.dtype(), float(alpha), float(beta),
                     /*independent=*/!rows_overlap(segs));
 }
 
@@ -167,7 +169,7 @@ void CudaBackend::grouped_gemm_tn(const Tensor& dy, const Tensor& x,
             shape_str(dy.shape()), " ", shape_str(x.shape()), " ", shape_str(dw.shape()));
   check_segments(segs, dy.dim(0), dw.dim(0));
   if (out == 0 || in == 0) return;
-  const size_t es = dtype_size(dy.dtype());
+  const size_t es = dtype_size(dy.dtype()), esc = dtype_size(dw.dtype());
   const char *pdy = static_cast<const char*>(dy.raw()), *px = static_cast<const char*>(x.raw());
   char* pdw = static_cast<char*>(dw.raw());
   // dW[g] (out x in) += alpha dy[s]^T (out x rows) x[s] (rows x in)
@@ -181,14 +183,14 @@ void CudaBackend::grouped_gemm_tn(const Tensor& dy, const Tensor& x,
                        out,
                        px + s.begin * in * es,
                        in,
-                       pdw + s.group * out * in * es,
+                       pdw + s.group * out * in * esc,
                        in};
   };
   if (grouped_mode_ == GroupedGemmMode::Loop) {
     std::vector<GemmProblem> probs;
     for (const Segment& s : segs)
       if (s.end > s.begin) probs.push_back(problem(s));
-    run_gemm_problems(probs, dy.dtype(), float(alpha), 1.0f, /*independent=*/false);
+    run_gemm_problems(probs, dy.dtype(), dw.dtype(), float(alpha), 1.0f, /*independent=*/false);
     return;
   }
   // Waves: the w-th non-empty segment of every group goes into wave w.
@@ -200,7 +202,7 @@ void CudaBackend::grouped_gemm_tn(const Tensor& dy, const Tensor& x,
     if (wv == waves.size()) waves.emplace_back();
     waves[wv].push_back(problem(s));
   }
-  for (const auto& wave : waves) run_gemm_problems(wave, dy.dtype(), float(alpha), 1.0f, true);
+  for (const auto& wave : waves) run_gemm_problems(wave, dy.dtype(), dw.dtype(), float(alpha), 1.0f, true);
 }
 
 }  // namespace moe::ops::gpu

@@ -15,6 +15,10 @@ config::Config mp_config(const std::string& dtype) {
   c.train.steps = 50;
   c.train.batch = 8;
   c.train.dtype = dtype;
+  // The paper's presets start the unembedding at zero, which makes the step-1 loss exactly
+  // ln V in any dtype: give it a std so that step 1 shows the forward's roundings.
+  c.parameterization.overrides["unembed"].zero_init = false;
+  c.parameterization.groups["unembed"].init_std = 0.02;
   return c;
 }
 

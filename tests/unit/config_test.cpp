@@ -80,7 +80,11 @@ TEST(Config, StructDefaultsMatchShippedDefaultToml) {
   // default.toml is the 2-rank main job; apart from ep it must only restate the defaults.
   Config shipped =
       config::load_config(std::string(MOE_SOURCE_DIR) + "/configs/default.toml", {"parallel.ep=1"});
-  EXPECT_EQ(config::to_toml(shipped), config::to_toml(parse_config("", kOrigin, {})));
+  // ... and the regime and tuned multipliers that its preset needs at the base shape.
+  EXPECT_EQ(config::to_toml(shipped),
+            config::to_toml(parse_config("", kOrigin,
+                                         {"parameterization.multipliers.embed.lr=16",
+                                          "parameterization.multipliers.unembed.lr=8"})));
 }
 
 // A config with a non-default value for every key of every section.

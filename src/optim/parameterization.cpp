@@ -219,7 +219,6 @@ ParamTable make_param_table(const config::Config& c) {
     r.init_kind = rule.init_kind;
     r.init_e = rule.init_e;
     r.lr_e = rule.lr_e;
-    r.wd_e = rule.wd_e;
 
     // base values, then the tuned multipliers
     const std::string name(group_name(g));

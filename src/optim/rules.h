@@ -15,8 +15,9 @@ struct Rule {
   Exps init_e, lr_e;
   double eps_base = 1;               // Adam eps factor at the base shape (times optim.eps)
   Exps eps_e;
-  Exps wd_e;                         // decay tied to the learning rate (sp, jiang)
-  bool lr_corrected_decay = false;   // decay lambda * eta / eta_group: eta * lambda for every group
+  // false (sp, jiang): decay lambda on every group, so lr * decay follows the group's LR;
+  // true (mup, mssp): decay lambda * eta / eta_group, so lr * decay = eta * lambda everywhere.
+  bool lr_corrected_decay = false;
 };
 
 // Fan axes of one expert's matrix ("" for a fixed size: V or T).

@@ -1,9 +1,9 @@
 // moe eval: the mean cross-entropy of a checkpoint's weights over N global batches of a data
 // source. The config comes from the checkpoint's manifest; --set overrides it (data.kind,
 // data.path, train.batch, routing-only keys such as moe.capacity_factor). What was evaluated is
-// named as a split: "val" for the synthetic language (a stream disjoint from training), "train"
-// for the very files the checkpoint was trained on (there is no held-out split of them), "given"
-// for other files. Windows are never evaluated twice: too few of them is an error. Runs at any
+// named as a split: "val" for held-out data (the synthetic language's disjoint stream, the
+// windows of data.val_fraction, the files of data.val_path), "train" for the very files the
+// checkpoint was trained on when they have no held-out split, "given" for other files. Windows are never evaluated twice: too few of them is an error. Runs at any
 // world size: the EP size is the manifest's when it divides the world, else gcd(world, M).
 #include <cstdio>
 #include <fstream>
@@ -62,9 +62,11 @@ int run_eval(const EvalArgs& a) {
   std::string split = "val";
   comm::run_agreed(w, [&] {
     if (cfg.data.kind == "synthetic") return;
-    const config::Config trained =
-        config::parse_config(trained_config, dir + "/manifest.toml", {}, 0);
-    split = trained.data.kind == cfg.data.kind && trained.data.path == cfg.data.path ? "train" : "given";
+    if (!data::has_held_out(cfg.data)) {
+      const config::Config trained =
+          config::parse_config(trained_config, dir + "/manifest.toml", {}, 0);
+      split = trained.data.kind == cfg.data.kind && trained.data.path == cfg.data.path ? "train" : "given";
+    }
     const int64_t windows = src->windows().value_or(0), need = a.batches * cfg.train.batch;
     if (windows < need)
       throw InputError("--batches " + std::to_string(a.batches) + " x train.batch " + std::to_string(cfg.train.batch) +

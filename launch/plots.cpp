@@ -86,7 +86,8 @@ for j, p in enumerate(presets):
     a.set_xscale("log")
     a.set_xlabel("learning rate")
     if j == 0:
-        a.set_ylabel("final loss (cross-entropy)")
+        judged = {r.get("judged_by", "train") for r in rows if r["status"] == "finished"}
+        a.set_ylabel("final validation loss" if judged == {"val"} else "final loss (cross-entropy)")
     a.grid(alpha=0.3)
     a.legend(fontsize=7)
 fig.suptitle("final loss against learning rate (star: optimum per scale; x: diverged; y clipped 0.5 above the best)",

@@ -102,8 +102,8 @@ LocalOutcome run_local(const train::Sweep& s, int jobs) {
         std::ofstream(r.dir + "/" + train::kFinishedMarker) << "exit 0 after " << took << "\n";
         if (!s.spec.keep_checkpoints) fs::remove_all(r.dir + "/checkpoints");
         train::RunResult res = train::read_run_result(r, s.steps);
-        std::printf("[%3d/%d] %s: finished in %s, loss %.4f%s\n", r.index + 1, n, r.name.c_str(), took, res.final_loss,
-                    res.diverged ? " (diverged)" : "");
+        std::printf("[%3d/%d] %s: finished in %s, %s loss %.4f%s\n", r.index + 1, n, r.name.c_str(), took,
+                    res.judged_by.c_str(), res.final_loss, res.diverged ? " (diverged)" : "");
         ++out.ran;
       } else {
         if (rc == 0) rc = 1;  // exit 0 without the last step is a failure too

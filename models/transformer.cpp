@@ -28,7 +28,10 @@ Transformer::Transformer(const config::Config& cfg, const optim::ParamTable& tab
   MOE_CHECK(cfg.train.batch % world == 0, "global batch ", cfg.train.batch,
             " not divisible by world size ", world);
   MOE_CHECK(cfg.moe.experts % ctx.ep_size == 0, "experts not divisible by ep");
-  B_ = cfg.train.batch / world;
+  // Forward and backward see one micro-batch at a time (train.micro_batch; 0 = the local batch).
+  B_ = cfg.train.micro_batch > 0 ? cfg.train.micro_batch : cfg.train.batch / world;
+  MOE_CHECK((cfg.train.batch / world) % B_ == 0, "train.micro_batch ", B_,
+            " does not divide the local batch ", cfg.train.batch / world);
   T_ = m.seq_len;
   N_ = m.width;
   V_ = m.vocab;
@@ -82,7 +85,11 @@ Transformer::Transformer(const config::Config& cfg, const optim::ParamTable& tab
   mo.aux_loss = cfg.moe.aux_loss;
   mo.z_loss = cfg.moe.z_loss;
   mo.bias_update_rate = cfg.moe.bias_update_rate;
-  mo.global_tokens = cfg.train.batch * T_;
+  // Routing statistics (capacity, aux and z losses) are over one micro-step's global tokens;
+  // each micro-step's aux and z terms weigh 1 / micro-steps, so that a step's losses and
+  // gradients are their means over its micro-steps (the cross-entropy sums exactly).
+  mo.global_tokens = B_ * world * T_;
+  mo.loss_scale = double(B_ * world) / double(cfg.train.batch);
   mo.force_expert = cfg.debug.route_all_to_expert;
   for (size_t i = 0; i < subs_.size(); ++i) {
     Pending& p = pend[i];
@@ -137,9 +144,11 @@ void Transformer::update_expert_bias() {
   for (MoeLayer* m : moe_layers()) m->update_bias();
 }
 
-LossParts Transformer::run(const Batch& b, bool backward_pass) {
+LossParts Transformer::run(const Batch& b, bool backward_pass, bool new_step) {
   MOE_CHECK(b.inputs.numel() == n_ && b.targets.numel() == n_, "batch of ", b.inputs.numel(),
             " tokens, expected ", n_);
+  if (new_step)
+    for (MoeLayer* m : moe_layers()) m->begin_step();
   LossParts loss;
   params_.refresh_compute(*ctx_.backend);  // bf16 weights from this step's master weights
   forward(b, loss);

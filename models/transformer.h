@@ -27,6 +27,12 @@ struct Batch {
 struct LossParts {
   double ce = 0, aux = 0, z = 0;  // global means (the same on every rank)
   double total() const { return ce + aux + z; }
+  LossParts& operator+=(const LossParts& o) {
+    ce += o.ce;
+    aux += o.aux;
+    z += o.z;
+    return *this;
+  }
 };
 
 class Transformer {
@@ -41,8 +47,12 @@ class Transformer {
       : Transformer(cfg, table, ctx, dtype, dtype) {}
   // Philox init keyed by (seed, parameter name, global expert index; expert 0 when tied).
   void init_params(uint64_t seed);
-  // Forward and, when `backward`, the gradients (added to the parameters' grads).
-  LossParts run(const Batch& batch, bool backward);
+  // Forward and, when `backward`, the gradients (added to the parameters' grads) of one
+  // micro-batch (the local batch without train.micro_batch). The cross-entropy is this
+  // micro-batch's share of the step's mean, the aux and z terms its mean's share: a step's
+  // losses are the sums over its micro-steps. `new_step` = false for a step's later micro-steps
+  // (the expert-bias update counts the load of all of them).
+  LossParts run(const Batch& batch, bool backward, bool new_step = true);
   // The aux-loss-free bias update of every MoE layer (after the optimizer step).
   void update_expert_bias();
 

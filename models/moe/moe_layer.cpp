@@ -46,6 +46,11 @@ void MoeLayer::forward(const Tensor& x, Tensor& out, Probe* probe, int layer) {
       for (int k = 0; k < K; ++k) idx_host_[t * K + k] = int32_t((opt_.force_expert + k) % M);
   int64_t capacity = expert_capacity(opt_.capacity_factor, opt_.global_tokens, K, M);
   stats_.load = decide_kept(idx_host_.data(), n, K, M, capacity, *ctx_.world, kept_);
+  GlobalLoad& sl = stats_.step_load;
+  sl.routed.resize(size_t(M), 0);
+  for (int64_t i = 0; i < M; ++i) sl.routed[size_t(i)] += stats_.load.routed[size_t(i)];
+  sl.dropped += stats_.load.dropped;
+  sl.assignments += stats_.load.assignments;
   dispatcher_.reset_timer();
   dispatcher_.plan(idx_host_.data(), kept_.data(), n, K);
   // The router read x in the master dtype (fp32 routing); the rows travel and meet the experts
@@ -83,15 +88,14 @@ double MoeLayer::aux_coefficient(int64_t i) const {
   const double ng = double(opt_.global_tokens);
   const bool selected = router_->options().aux_selected;
   const double f = double(stats_.load.routed[size_t(i)]) / ((selected ? 1.0 : double(opt_.top_k)) * ng);
-  return opt_.aux_loss * double(opt_.experts) * f * (selected ? opt_.c_agg : 1.0) / ng;
+  return opt_.loss_scale * opt_.aux_loss * double(opt_.experts) * f * (selected ? opt_.c_agg : 1.0) / ng;
 }
 
 void MoeLayer::finish_losses(const double* st) {
   const int64_t M = opt_.experts;
-  const double ng = double(opt_.global_tokens);
   stats_.aux_loss = 0;
   for (int64_t i = 0; i < M; ++i) stats_.aux_loss += aux_coefficient(i) * st[i];
-  stats_.z_loss = opt_.z_loss * st[M] / ng;
+  stats_.z_loss = z_coefficient() * st[M];
 }
 
 void MoeLayer::backward(const Tensor& dout, Tensor& dx) {
@@ -104,9 +108,15 @@ void MoeLayer::backward(const Tensor& dout, Tensor& dx) {
   dispatcher_.dispatch_backward(be, dx_recv_, dx);
   Tensor none;
   router_->backward(be, x_, routing_, dw_, opt_.aux_loss > 0 ? aux_coef_ : none,
-                    opt_.z_loss / double(opt_.global_tokens), dx);
+                    z_coefficient(), dx);
   stats_.a2a_seconds = dispatcher_.comm_seconds();
 }
+
+double MoeLayer::z_coefficient() const {
+  return opt_.loss_scale * opt_.z_loss / double(opt_.global_tokens);
+}
+
+void MoeLayer::begin_step() { stats_.step_load = GlobalLoad{}; }
 
 void MoeLayer::update_bias() {
   if (!router_->options().use_bias || opt_.bias_update_rate == 0) return;
@@ -116,7 +126,8 @@ void MoeLayer::update_bias() {
   const double target = 1.0 / double(M);
   std::vector<double> delta(static_cast<size_t>(M));
   for (int64_t i = 0; i < M; ++i) {
-    double load = stats_.load.assignments ? double(stats_.load.routed[i]) / stats_.load.assignments : 0;
+    const GlobalLoad& sl = stats_.step_load;
+    double load = sl.assignments ? double(sl.routed[size_t(i)]) / double(sl.assignments) : 0;
     double s = (load > target) - (load < target);
     delta[size_t(i)] = -opt_.bias_update_rate * s;
   }

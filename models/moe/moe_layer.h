@@ -21,13 +21,15 @@ struct MoeOptions {
   double aux_loss = 0;
   double z_loss = 0;
   double bias_update_rate = 0;
-  int64_t global_tokens = 0;  // tokens in the global batch
+  int64_t global_tokens = 0;  // tokens in the global (micro-)batch of one forward
+  double loss_scale = 1;      // weight of this forward's aux and z terms: 1 / micro-steps
   int64_t force_expert = -1;  // debug.route_all_to_expert: choice k goes to (e + k) mod M
 };
 
 struct MoeStats {
   double aux_loss = 0, z_loss = 0;  // global values of this layer's terms
-  GlobalLoad load;
+  GlobalLoad load;       // of the last forward
+  GlobalLoad step_load;  // summed over the forwards since begin_step (a step's micro-steps)
   int64_t recv_rows = 0;   // rows this rank's experts processed
   double a2a_seconds = 0;
 };
@@ -43,11 +45,16 @@ class MoeLayer {
   void finish_losses(const double* st);
   // d aux / d (sum_t p_ti) for expert i from the global counts (see moe_layer.cpp).
   double aux_coefficient(int64_t i) const;
+  // d z / d (sum_t lse_t^2).
+  double z_coefficient() const;
   // The routing statistics of the last forward, on the device: sum_t p_t (M), sum_t lse_t^2.
   const Tensor& routing_stats() const { return routing_.stats; }
   // dout (n, N) -> dx (n, N), added.
   void backward(const Tensor& dout, Tensor& dx);
-  // Aux-loss-free balancing: b_i -= u * sign(load_i - 1/M), identical on every rank.
+  // Starts a step: step_load counts from zero.
+  void begin_step();
+  // Aux-loss-free balancing from the step's load: b_i -= u * sign(load_i - 1/M), identical on
+  // every rank.
   void update_bias();
   const MoeStats& stats() const { return stats_; }
   Tensor& bias() { return bias_; }

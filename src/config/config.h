@@ -218,9 +218,21 @@ struct TrainConfig {
   // anything is allocated. 0 = what the machine has: MemAvailable / ranks on the node (CPU), the
   // device's free memory (CUDA).
   double memory_limit_gb = 0;
+  // Sequences per rank per micro-step: the step accumulates gradients over
+  // batch / (ranks * micro_batch) micro-steps. 0 = the whole local batch at once.
+  int64_t micro_batch = 0;
+  // Held-out validation (data.val_fraction / data.val_path; the synthetic language has its own
+  // stream): every eval_every steps and at the last step, the mean cross-entropy over the first
+  // eval_batches global batches of the held-out split. eval_every = 0: the last step only;
+  // eval_batches = 0: no validation.
+  int64_t eval_every = 0;
+  int64_t eval_batches = 8;
   template <class V> void visit(V& v) {
     v("steps", steps);
     v("batch", batch);
+    v("micro_batch", micro_batch);
+    v("eval_every", eval_every);
+    v("eval_batches", eval_batches);
     v("log_every", log_every);
     v("nonfinite", nonfinite);
     v("dtype", dtype);
@@ -238,9 +250,16 @@ struct DataConfig {
   double zipf = 1.2;          // successor weights ~ rank^-zipf
   double copy_prob = 0.15;    // chance that a token repeats the one `copy_lag` positions back
   int64_t copy_lag = 16;
+  // Held-out split of llmc / text data: the last val_fraction of the windows (in file order) are
+  // never trained on; or val_path, files of the same kind held out whole. The synthetic language
+  // holds out a disjoint stream of its own.
+  double val_fraction = 0;
+  std::string val_path = "";
   template <class V> void visit(V& v) {
     v("kind", kind);
     v("path", path);
+    v("val_fraction", val_fraction);
+    v("val_path", val_path);
     v("seed", seed);
     v("branching", branching);
     v("zipf", zipf);

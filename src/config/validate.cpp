@@ -147,6 +147,9 @@ void validate(const Config& c, const TomlContext& ctx, int world_size) {
   ck.one_of(t.nonfinite, "train.nonfinite", {"skip", "stop"});
   ck.one_of(t.dtype, "train.dtype", {"f32", "bf16"});
   ck.require(t.peak_tflops >= 0, "train.peak_tflops", "must be >= 0 (0 = unknown)");
+  ck.require(t.micro_batch >= 0, "train.micro_batch", "must be >= 0 (0 = the whole local batch)");
+  ck.require(t.eval_every >= 0, "train.eval_every", "must be >= 0 (0 = at the last step only)");
+  ck.require(t.eval_batches >= 0, "train.eval_batches", "must be >= 0 (0 = no validation)");
 
   const DataConfig& d = c.data;
   ck.one_of(d.kind, "data.kind", {"synthetic", "llmc", "text"});
@@ -160,6 +163,20 @@ void validate(const Config& c, const TomlContext& ctx, int world_size) {
   ck.require(d.zipf >= 0, "data.zipf", "must be >= 0");
   ck.range(d.copy_prob, 0, 1, "data.copy_prob", true);
   ck.positive(d.copy_lag, "data.copy_lag");
+  ck.range(d.val_fraction, 0, 0.5, "data.val_fraction");
+  if (d.kind == "synthetic") {
+    ck.require(d.val_fraction == 0, "data.val_fraction",
+               "applies to llmc / text data; the synthetic language holds out a stream of its own",
+               {"data.kind"});
+    ck.require(d.val_path.empty(), "data.val_path",
+               "applies to llmc / text data; the synthetic language holds out a stream of its own",
+               {"data.kind"});
+  } else {
+    ck.require(d.val_fraction == 0 || d.val_path.empty(), "data.val_fraction",
+               "and data.val_path both name a held-out split; set one", {"data.val_path"});
+    ck.require(t.eval_every == 0 || d.val_fraction > 0 || !d.val_path.empty(), "train.eval_every",
+               "needs a held-out split: set data.val_fraction or data.val_path", {"data.kind"});
+  }
 
   const ParallelConfig& pl = c.parallel;
   ck.positive(pl.ep, "parallel.ep");
@@ -176,6 +193,13 @@ void validate(const Config& c, const TomlContext& ctx, int world_size) {
                "world size " + std::to_string(world_size) + " is not divisible by ep = " + std::to_string(pl.ep));
     ck.require(t.batch % world_size == 0, "train.batch",
                "global batch " + std::to_string(t.batch) + " is not divisible by world size " + std::to_string(world_size));
+    const int64_t local = t.batch / world_size;
+    ck.require(t.micro_batch == 0 || (t.batch % world_size == 0 && local % t.micro_batch == 0),
+               "train.micro_batch",
+               std::to_string(t.micro_batch) + " does not divide the " + std::to_string(local) +
+                   " sequences per rank (train.batch = " + std::to_string(t.batch) + " over " +
+                   std::to_string(world_size) + " ranks)",
+               {"train.batch"});
   }
 
   ck.require(pl.timeout_s >= 0, "parallel.timeout_s", "must be >= 0 (0 = no timeout)");

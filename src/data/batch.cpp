@@ -6,14 +6,17 @@
 namespace moe::data {
 
 void load_batch(const TokenSource& src, int64_t step, int64_t global_batch, int64_t T, int rank,
-                int world, LocalBatch& out) {
+                int world, LocalBatch& out, int64_t micro, int64_t index) {
   MOE_CHECK(global_batch % world == 0, "batch ", global_batch, " over ", world, " ranks");
-  const int64_t B = global_batch / world;
+  const int64_t local = global_batch / world, B = micro > 0 ? micro : local;
+  MOE_CHECK(local % B == 0 && index >= 0 && index < local / B, "micro-batch ", index, " of ", B,
+            " sequences in a local batch of ", local);
   out.inputs.resize(B * T);
   out.targets.resize(B * T);
   std::vector<int32_t> seq(T + 1);
+  const int64_t first = step * global_batch + rank * local + index * B;
   for (int64_t b = 0; b < B; ++b) {
-    src.sequence(step * global_batch + rank * B + b, T, seq.data());
+    src.sequence(first + b, T, seq.data());
     std::copy(seq.begin(), seq.end() - 1, out.inputs.begin() + b * T);
     std::copy(seq.begin() + 1, seq.end(), out.targets.begin() + b * T);
   }

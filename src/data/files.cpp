@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -85,8 +86,8 @@ void check_llmc(MappedFile& f, int64_t vocab) {
 }  // namespace
 
 FileTokens::FileTokens(const std::string& kind, const std::string& pattern, int64_t vocab,
-                       int64_t seq_len, uint64_t seed)
-    : kind_(kind), T_(seq_len), seed_(seed) {
+                       int64_t seq_len, uint64_t seed, WindowSplit split)
+    : kind_(kind), T_(seq_len), ordered_(split.held_out), seed_(seed) {
   for (const std::string& path : expand(pattern)) {
     files_.push_back(map_file(path));
     MappedFile& f = files_.back();
@@ -105,6 +106,17 @@ FileTokens::FileTokens(const std::string& kind, const std::string& pattern, int6
   for (const MappedFile& f : files_) {
     windows_ += (f.tokens - 1) / T_;
     window_start_.push_back(windows_);
+  }
+  if (split.val_fraction > 0) {
+    const int64_t all = windows_;
+    const int64_t held = std::max<int64_t>(1, int64_t(std::llround(double(all) * split.val_fraction)));
+    if (held >= all)
+      throw InputError("data.val_fraction = " + std::to_string(split.val_fraction) + " of " + pattern + " (" +
+                           std::to_string(all) + " windows of " + std::to_string(T_ + 1) +
+                           " tokens) leaves no window to train on",
+                       true);
+    first_ = split.held_out ? all - held : 0;
+    windows_ = split.held_out ? held : all - held;
   }
 }
 
@@ -125,7 +137,8 @@ MappedFile::~MappedFile() {
 void FileTokens::sequence(int64_t seq, int64_t T, int32_t* out) const {
   MOE_CHECK(T == T_, "sequence length ", T, " but the source was opened for ", T_);
   const int64_t epoch = seq / windows_, i = seq % windows_;
-  const int64_t w = int64_t(Permutation(windows_, seed_ * 1000003ull + epoch)(i));
+  const int64_t w =
+      first_ + (ordered_ ? i : int64_t(Permutation(windows_, seed_ * 1000003ull + epoch)(i)));
   auto it = std::upper_bound(window_start_.begin(), window_start_.end(), w) - 1;
   const MappedFile& f = files_[it - window_start_.begin()];
   const int64_t start = (w - *it) * T_;
@@ -142,6 +155,8 @@ std::string FileTokens::describe() const {
   std::ostringstream os;
   os << (kind_ == "llmc" ? "llm.c shards" : "text (bytes)") << ": " << files_.size() << " file(s), "
      << total_tokens() << " tokens, " << windows_ << " windows of " << T_ + 1;
+  if (first_ > 0 || ordered_) os << (ordered_ ? " (held out)" : " (training split)");
+  else if (window_start_.back() != windows_) os << " (training split)";
   return os.str();
 }
 
@@ -163,7 +178,12 @@ std::unique_ptr<TokenSource> make_source(const config::DataConfig& d, int64_t vo
     return std::make_unique<SyntheticLanguage>(vocab, d.branching, d.zipf, d.copy_prob,
                                                d.copy_lag, uint64_t(d.seed), offset, seq_len);
   }
-  return std::make_unique<FileTokens>(d.kind, d.path, vocab, seq_len, uint64_t(d.seed));
+  const bool val = split != "train";
+  if (val && !d.val_path.empty())
+    return std::make_unique<FileTokens>(d.kind, d.val_path, vocab, seq_len, uint64_t(d.seed),
+                                        WindowSplit{0, true});
+  return std::make_unique<FileTokens>(d.kind, d.path, vocab, seq_len, uint64_t(d.seed),
+                                      WindowSplit{d.val_fraction, val});
 }
 
 }  // namespace moe::data

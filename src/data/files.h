@@ -31,11 +31,20 @@ struct MappedFile {
   }
 };
 
+// Which windows a source visits. The last `val_fraction` of the windows in file order (at least
+// one when > 0) are held out: a training source skips them, a held-out source (held_out) visits
+// only them. A training source shuffles its windows per epoch; a held-out source reads them in
+// file order, so its batches are the same whatever the seed.
+struct WindowSplit {
+  double val_fraction = 0;
+  bool held_out = false;
+};
+
 class FileTokens final : public TokenSource {
  public:
   // kind = "llmc" or "text"; pattern: a path or a glob. Throws InputError naming the file.
   FileTokens(const std::string& kind, const std::string& pattern, int64_t vocab, int64_t seq_len,
-             uint64_t seed);
+             uint64_t seed, WindowSplit split = {});
   void sequence(int64_t seq, int64_t T, int32_t* out) const override;
   std::string describe() const override;
   std::optional<int64_t> windows() const override { return windows_; }
@@ -45,7 +54,9 @@ class FileTokens final : public TokenSource {
   std::string kind_;
   std::vector<MappedFile> files_;
   std::vector<int64_t> window_start_;  // prefix sums of windows per file
-  int64_t windows_ = 0, T_;
+  int64_t windows_ = 0, T_;            // windows_: those this source visits, from first_
+  int64_t first_ = 0;
+  bool ordered_ = false;
   uint64_t seed_;
 };
 

@@ -32,16 +32,24 @@ inline int64_t epoch_at_step(const TokenSource& src, int64_t step, int64_t B) {
   return w && *w > 0 ? (step * B - 1) / *w : 0;
 }
 
-// split = "train" or "val" (a disjoint stream for the synthetic language).
+// split = "train" or "val": the synthetic language's disjoint held-out stream; for files, the
+// held-out windows of data.val_fraction or the files of data.val_path, read in order (without a
+// held-out split, every window of the training files, in order).
 std::unique_ptr<TokenSource> make_source(const config::DataConfig& data, int64_t vocab,
                                          int64_t seq_len, const std::string& split = "train");
+// Whether the data has a held-out split (the synthetic language always has).
+inline bool has_held_out(const config::DataConfig& d) {
+  return d.kind == "synthetic" || d.val_fraction > 0 || !d.val_path.empty();
+}
 
 // One rank's slice of the global batch at a step: inputs and next-token targets (B_local * T).
 struct LocalBatch {
   std::vector<int32_t> inputs, targets;
 };
+// With `micro` > 0, micro-step `index` of that slice: its sequences [index * micro, (index + 1) *
+// micro), so that the micro-steps of a step read exactly the step's sequences.
 void load_batch(const TokenSource& src, int64_t step, int64_t global_batch, int64_t T, int rank,
-                int world, LocalBatch& out);
+                int world, LocalBatch& out, int64_t micro = 0, int64_t index = 0);
 
 // A bijection of [0, n) from a seed (Feistel network with cycle walking): window order per
 // epoch without storing a permutation.

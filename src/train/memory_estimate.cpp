@@ -62,7 +62,8 @@ MemoryEstimate estimate_memory(const config::Config& cfg, int world_size) {
   const double N = double(m.width), V = double(m.vocab), T = double(m.seq_len);
   const double L = double(m.depth), H = double(m.heads), M = double(e.experts);
   const double F = double(e.expert_width), K = double(e.top_k), Ml = M / EP;
-  const double B = double(cfg.train.batch) / P;  // sequences on this rank
+  // Sequences on this rank at once: one micro-batch under gradient accumulation.
+  const double B = cfg.train.micro_batch > 0 ? double(cfg.train.micro_batch) : double(cfg.train.batch) / P;
   const double n = B * T;                        // tokens on this rank
   const bool attn = m.attention, swiglu = e.activation == "swiglu";
   MemoryEstimate est;

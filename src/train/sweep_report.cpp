@@ -46,7 +46,7 @@ RunResult read_run_result(const SweepRun& run, int64_t steps) {
   r.seed = run.seed;
   r.dir = run.dir;
   r.steps = steps;
-  r.initial_loss = r.final_loss = r.tokens_per_s = kNaN;
+  r.initial_loss = r.final_loss = r.final_train_loss = r.tokens_per_s = kNaN;
   std::vector<MetricsRecord> recs = read_metrics(run.dir + "/metrics.jsonl");
   bool any_nonfinite = false;
   double tps = 0;
@@ -66,8 +66,11 @@ RunResult read_run_result(const SweepRun& run, int64_t steps) {
   if (tps_n) r.tokens_per_s = tps / tps_n;
   if (!recs.empty() && recs.back().step == steps) {  // as run_finished
     r.status = "finished";
-    r.final_loss = recs.back().get("ce");
-    r.diverged = !std::isfinite(r.final_loss) || r.final_loss > r.initial_loss;
+    r.final_train_loss = recs.back().get("ce");
+    const double val = recs.back().get("val_loss");
+    r.judged_by = std::isnan(val) && recs.back().values.count("val_loss") == 0 ? "train" : "val";
+    r.final_loss = r.judged_by == "val" ? val : r.final_train_loss;
+    r.diverged = !std::isfinite(r.final_loss) || !std::isfinite(r.final_train_loss) || r.final_loss > r.initial_loss;
   } else if (fs::exists(run.dir + "/" + kFailedMarker)) {
     r.status = "failed";
     r.diverged = any_nonfinite || log_says_nonfinite(run.dir);
@@ -83,11 +86,13 @@ std::vector<RunResult> collect_results(const Sweep& s) {
 
 std::string results_csv(const std::vector<RunResult>& results) {
   std::ostringstream os;
-  os << "index,scale,preset,lr,seed,status,steps,last_step,initial_loss,final_loss,diverged,tokens_per_s,run_dir\n";
+  os << "index,scale,preset,lr,seed,status,steps,last_step,initial_loss,final_loss,judged_by,final_train_loss,"
+        "diverged,tokens_per_s,run_dir\n";
   for (const RunResult& r : results)
     os << r.index << "," << num(r.scale, "%g") << "," << r.preset << "," << num(r.lr, "%.6e") << "," << r.seed << ","
        << r.status << "," << r.steps << "," << r.last_step << "," << num(r.initial_loss) << "," << num(r.final_loss)
-       << "," << (r.diverged ? 1 : 0) << "," << num(r.tokens_per_s, "%.1f") << "," << r.dir << "\n";
+       << "," << (r.status == "finished" ? r.judged_by : "") << "," << num(r.final_train_loss) << ","
+       << (r.diverged ? 1 : 0) << "," << num(r.tokens_per_s, "%.1f") << "," << r.dir << "\n";
   return os.str();
 }
 
@@ -182,7 +187,15 @@ std::string format_summary(const std::vector<RunResult>& results, const std::vec
   os << "runs: " << results.size() << " (" << finished << " finished, " << failed << " failed, " << pending
      << " pending; " << diverged << " diverged)\n";
   if (pending) os << "WARNING: " << pending << " run(s) have not finished: the summary leaves them out\n";
-  os << "loss = cross-entropy at the last step, mean over seeds; div = diverged; * = optimal lr at that scale\n";
+  int by_train = 0;
+  for (const RunResult& r : results) by_train += r.status == "finished" && r.judged_by == "train";
+  if (by_train == 0)
+    os << "loss = held-out validation cross-entropy after the last step (val_loss), mean over seeds; "
+          "div = diverged; * = optimal lr at that scale\n";
+  else
+    os << "loss = cross-entropy at the last step, mean over seeds (WARNING: " << by_train
+       << " finished run(s) logged no val_loss and are judged by their last training batch); div = diverged; "
+          "* = optimal lr at that scale\n";
   char buf[256];
   for (const PresetSummary& s : summaries) {
     os << "\npreset " << s.preset << "\n";

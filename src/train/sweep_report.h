@@ -25,7 +25,11 @@ struct RunResult {
   int64_t steps = 0;        // the run's planned steps
   int64_t last_step = 0;    // last step in metrics.jsonl
   double initial_loss = 0;  // cross-entropy at the first logged step (NaN if none)
-  double final_loss = 0;    // cross-entropy at the last step (NaN unless finished)
+  // What the run is judged by (NaN unless finished): the held-out cross-entropy of the last
+  // step (val_loss), or the training batch's where the run logged no validation (judged_by).
+  double final_loss = 0;
+  double final_train_loss = 0;  // training cross-entropy of the last step
+  std::string judged_by = "val";  // val | train
   double tokens_per_s = 0;  // mean over logged steps after the first (NaN if none)
   // Non-finite loss, a final loss above the initial one, or a run stopped by a non-finite loss.
   bool diverged = false;
@@ -35,10 +39,10 @@ struct RunResult {
 RunResult read_run_result(const SweepRun& run, int64_t steps);
 std::vector<RunResult> collect_results(const Sweep& s);
 // One row per run: index,scale,preset,lr,seed,status,steps,last_step,initial_loss,final_loss,
-// diverged,tokens_per_s,run_dir.
+// judged_by,final_train_loss,diverged,tokens_per_s,run_dir.
 std::string results_csv(const std::vector<RunResult>& results);
 
-// The summary of one preset. Losses are means over seeds of the final cross-entropy; a diverged
+// The summary of one preset. Losses are means over seeds of final_loss; a diverged
 // seed makes the point diverged (+inf); points with no finished or diverged run are NaN.
 struct PresetSummary {
   std::string preset;

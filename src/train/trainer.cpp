@@ -51,6 +51,18 @@ Trainer::Trainer(const config::Config& cfg, comm::ParallelContext& ctx, TrainerO
   optim_ = std::make_unique<optim::Optimizer>(cfg_.optim, cfg_.train.steps, table_, model_->params(),
                                               ctx_, cfg_.parallel.zero1);
   source_ = data::make_source(cfg_.data, cfg_.model.vocab, cfg_.model.seq_len);
+  micro_ = model_->local_batch();
+  micro_steps_ = cfg_.train.batch / ctx_.world->size() / micro_;
+  if (cfg_.train.eval_batches > 0 && data::has_held_out(cfg_.data)) {
+    val_ = data::make_source(cfg_.data, cfg_.model.vocab, cfg_.model.seq_len, "val");
+    // The same held-out sequences at every evaluation: never a window twice.
+    const int64_t need = cfg_.train.eval_batches * cfg_.train.batch;
+    if (val_->windows() && *val_->windows() < need)
+      throw InputError("train.eval_batches = " + std::to_string(cfg_.train.eval_batches) + " x train.batch = " +
+                           std::to_string(cfg_.train.batch) + " held-out sequences, but " + val_->describe() +
+                           ": raise data.val_fraction or lower train.eval_batches",
+                       true);
+  }
   if (opt_.write_run_dir && ctx_.world->rank() == 0) {
     // A run directory that cannot be made is the user's input (run.dir), seen by rank 0 only:
     // the caller's agreement (comm::run_agreed) stops every rank with this one line. Every
@@ -85,14 +97,33 @@ StepRecord Trainer::step() {
   const double t0 = now();
   StepRecord r;
   r.step = step_ + 1;
-  data::LocalBatch lb;
-  data::load_batch(*source_, step_, cfg_.train.batch, cfg_.model.seq_len, ctx_.world->rank(),
-                   ctx_.world->size(), lb);
-  models::Batch batch;
-  upload(lb, batch);
   inject_fault(cfg_.debug, r.step, ctx_.world->rank());
   model_->params().zero_grads();
-  r.loss = model_->run(batch, /*backward=*/true);
+  // Gradient accumulation: each micro-step adds its share of the step's mean loss gradient.
+  for (int64_t m = 0; m < micro_steps_; ++m) {
+    data::LocalBatch lb;
+    data::load_batch(*source_, step_, cfg_.train.batch, cfg_.model.seq_len, ctx_.world->rank(),
+                     ctx_.world->size(), lb, micro_, m);
+    models::Batch batch;
+    upload(lb, batch);
+    r.loss += model_->run(batch, /*backward=*/true, /*new_step=*/m == 0);
+    for (models::MoeLayer* l : model_->moe_layers()) {
+      r.a2a_seconds += l->stats().a2a_seconds;
+      r.rows += double(l->stats().recv_rows);
+    }
+  }
+  for (models::MoeLayer* l : model_->moe_layers()) {
+    const auto& load = l->stats().step_load;
+    double mx = 0, sum = 0;
+    for (int64_t c : load.routed) {
+      mx = std::max(mx, double(c));
+      sum += double(c);
+    }
+    LayerLoad ll;
+    ll.max_over_mean = sum > 0 ? mx / (sum / double(load.routed.size())) : 0;
+    ll.dropped = load.assignments ? double(load.dropped) / double(load.assignments) : 0;
+    r.layers.push_back(ll);
+  }
   inject_nan(r.step, r.loss);
   // The verdict comes out of collectives only (the global grad norm and a flag reduced with
   // it), so every rank skips or stops at the same step.
@@ -115,7 +146,6 @@ StepRecord Trainer::step() {
     model_->update_expert_bias();
   }
   ++step_;
-  for (models::MoeLayer* m : model_->moe_layers()) r.a2a_seconds += m->stats().a2a_seconds;
   ctx_.backend->synchronize();
   r.seconds = now() - t0;
   return r;
@@ -147,31 +177,16 @@ void inject_fault(const config::DebugConfig& d, int64_t step, int rank) {
 }
 
 void Trainer::log(const StepRecord& r) {
-  // Per-layer load and per-rank token counts (collective: every rank calls log on the same steps).
-  const auto layers = model_->moe_layers();
-  std::vector<LayerLoad> loads;
-  double rows = 0;
-  for (models::MoeLayer* m : layers) {
-    const auto& st = m->stats();
-    const auto& routed = st.load.routed;
-    double mx = 0, sum = 0;
-    for (int64_t c : routed) {
-      mx = std::max(mx, double(c));
-      sum += double(c);
-    }
-    LayerLoad ll;
-    ll.max_over_mean = sum > 0 ? mx / (sum / routed.size()) : 0;
-    ll.dropped = st.load.assignments ? double(st.load.dropped) / st.load.assignments : 0;
-    loads.push_back(ll);
-    rows += double(st.recv_rows);
-  }
-  double rmax = ctx_.world->max(rows), rsum = ctx_.world->sum(rows);
+  // Per-rank token counts (collective: every rank calls log on the same steps).
+  const std::vector<LayerLoad>& loads = r.layers;
+  double rmax = ctx_.world->max(r.rows), rsum = ctx_.world->sum(r.rows);
   if (ctx_.world->rank() != 0) return;
   const double tokens = double(cfg_.train.batch * cfg_.model.seq_len);
   metrics::Json j;
   j.begin_object();
   j.kv("step", r.step).kv("loss", r.loss.total()).kv("ce", r.loss.ce).kv("aux_loss", r.loss.aux);
   j.kv("z_loss", r.loss.z).kv("grad_norm", r.info.grad_norm).kv("skipped", r.skipped);
+  if (r.val_loss) j.kv("val_loss", *r.val_loss);
   j.key("lr").begin_object();
   for (int g = 0; g < optim::kNumGroups; ++g) j.kv(std::string(optim::kGroupNames[g]), r.info.lr[g]);
   j.end_object();
@@ -220,8 +235,10 @@ void Trainer::log(const StepRecord& r) {
     const double eta = done > 0 ? elapsed / done * double(cfg_.train.steps - r.step) : 0;
     std::string warn;
     for (const std::string& w : warnings) warn += " | warning: " + w;
-    std::printf("step %5lld/%lld | loss %.4f (ce %.4f) | grad %.3f | %s tok/s | a2a %.1f ms | eta %s%s%s\n",
-                (long long)r.step, (long long)cfg_.train.steps, r.loss.total(), r.loss.ce,
+    char val[32] = "";
+    if (r.val_loss) std::snprintf(val, sizeof val, " | val %.4f", *r.val_loss);
+    std::printf("step %5lld/%lld | loss %.4f (ce %.4f)%s | grad %.3f | %s tok/s | a2a %.1f ms | eta %s%s%s\n",
+                (long long)r.step, (long long)cfg_.train.steps, r.loss.total(), r.loss.ce, val,
                 r.info.grad_norm, fmt_rate(tokens / r.seconds).c_str(), 1e3 * r.a2a_seconds,
                 fmt_duration(eta).c_str(), r.skipped ? " | non-finite: skipped" : "", warn.c_str());
     std::fflush(stdout);
@@ -234,9 +251,12 @@ void Trainer::train() {
   const int64_t every = cfg_.checkpoint.every;
   while (step_ < cfg_.train.steps) {
     StepRecord r = step();
-    // Skipped steps are always logged (the verdict is the same on every rank: log is collective).
-    // A failed write (rank 0's metrics, any rank's shard) stops every rank with one line.
-    if (r.step % cfg_.train.log_every == 0 || r.step == cfg_.train.steps || r.step == 1 || r.skipped)
+    if (evaluates_at(r.step)) r.val_loss = evaluate(*val_, cfg_.train.eval_batches);
+    // Skipped and evaluation steps are always logged (the verdict is the same on every rank: log
+    // is collective). A failed write (rank 0's metrics, any rank's shard) stops every rank with
+    // one line.
+    if (r.step % cfg_.train.log_every == 0 || r.step == cfg_.train.steps || r.step == 1 || r.skipped ||
+        r.val_loss)
       comm::run_agreed(*ctx_.world, [&] { log(r); });
     if (opt_.checkpoints && every > 0 && r.step % every == 0) save_agreed();
   }
@@ -286,16 +306,23 @@ ckpt::LoadInfo Trainer::load_checkpoint(const std::string& path, bool optimizer_
   return info;
 }
 
+bool Trainer::evaluates_at(int64_t s) const {
+  if (!val_) return false;
+  const int64_t every = cfg_.train.eval_every;
+  return s == cfg_.train.steps || (every > 0 && s % every == 0);
+}
+
 double Trainer::evaluate(const data::TokenSource& src, int64_t batches) {
   double total = 0;
-  for (int64_t b = 0; b < batches; ++b) {
-    data::LocalBatch lb;
-    data::load_batch(src, b, cfg_.train.batch, cfg_.model.seq_len, ctx_.world->rank(),
-                     ctx_.world->size(), lb);
-    models::Batch batch;
-    upload(lb, batch);
-    total += model_->run(batch, /*backward=*/false).ce;
-  }
+  for (int64_t b = 0; b < batches; ++b)
+    for (int64_t m = 0; m < micro_steps_; ++m) {
+      data::LocalBatch lb;
+      data::load_batch(src, b, cfg_.train.batch, cfg_.model.seq_len, ctx_.world->rank(),
+                       ctx_.world->size(), lb, micro_, m);
+      models::Batch batch;
+      upload(lb, batch);
+      total += model_->run(batch, /*backward=*/false).ce;  // this micro-batch's share
+    }
   return batches ? total / double(batches) : 0.0;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,8 +35,9 @@ struct StepRecord {
   optim::StepInfo info;
   double seconds = 0, a2a_seconds = 0;
   bool skipped = false;  // non-finite gradients under nonfinite = "skip"
-  std::vector<LayerLoad> layers;
-  double rank_tokens_max = 0, rank_tokens_mean = 0;  // rows processed by experts, per rank
+  std::vector<LayerLoad> layers;  // over the step's micro-steps
+  double rows = 0;                 // rows this rank's experts processed in the step
+  std::optional<double> val_loss;  // held-out cross-entropy, on evaluation steps
 };
 
 // Thrown by step() on every rank at once (the verdict comes from collectives) when the loss or
@@ -63,8 +65,13 @@ class Trainer {
   void train();
   // One optimizer step (the next one); returns its record.
   StepRecord step();
-  // Mean cross-entropy over `batches` global batches of a source (no update).
+  // Mean cross-entropy over `batches` global batches of a source (no update): its sequences
+  // [0, batches * train.batch), in micro-batches.
   double evaluate(const data::TokenSource& src, int64_t batches);
+  // The held-out split (data.val_*; the synthetic language's stream), or null: no validation.
+  const data::TokenSource* validation() const { return val_.get(); }
+  // Whether step `s` (1-based) ends with a validation pass.
+  bool evaluates_at(int64_t s) const;
 
   // Checkpoints (src/ckpt). The state this rank saves: views of the model, optimizer, biases.
   ckpt::TrainState checkpoint_state();
@@ -99,7 +106,8 @@ class Trainer {
   DType dtype_;
   std::unique_ptr<models::Transformer> model_;
   std::unique_ptr<optim::Optimizer> optim_;
-  std::unique_ptr<data::TokenSource> source_;
+  std::unique_ptr<data::TokenSource> source_, val_;
+  int64_t micro_ = 0, micro_steps_ = 1;  // sequences per rank per micro-step, micro-steps per step
   metrics::AppendFile metrics_;
   int64_t step_ = 0;  // optimizer steps done
   double started_ = 0;

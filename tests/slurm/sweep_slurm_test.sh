@@ -102,7 +102,7 @@ check test -f "${runs[1]}/finished"
 check grep -q '^{"step":5,' "${runs[1]}/metrics.jsonl"
 check test -f "${runs[3]}/failed"
 check test ! -f "${runs[3]}/finished"
-check grep -q ",failed,5,0,nan,nan,0," "$csv"
+check grep -q ",failed,5,0,nan,nan,,nan,0," "$csv"
 check grep -q "runs: 4 (3 finished, 1 failed, 0 pending" "$work/sweep/summary.txt"
 rm -rf "${runs[3]}/metrics.jsonl"
 

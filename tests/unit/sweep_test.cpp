@@ -218,6 +218,23 @@ train::SweepRun make_run(const TempDir& d, const std::string& name, const std::v
   return r;
 }
 
+TEST(SweepReport, JudgesByTheFinalValidationLossWhenLogged) {
+  TempDir d;
+  train::SweepRun run = make_run(d, "val", {{1, "5.5"}, {10, "3.0"}});
+  std::ofstream(run.dir + "/metrics.jsonl", std::ios::app)
+      << "{\"step\":10,\"loss\":3.1,\"ce\":3.1,\"val_loss\":3.4,\"tokens_per_s\":1000}\n";
+  train::RunResult r = train::read_run_result(run, 10);
+  EXPECT_EQ(r.status, "finished");
+  EXPECT_EQ(r.judged_by, "val");
+  EXPECT_EQ(r.final_loss, 3.4);
+  EXPECT_EQ(r.final_train_loss, 3.1);
+  const std::string summary = train::format_summary({r}, train::summarize({r}));
+  EXPECT_TRUE(Contains(summary, "held-out validation cross-entropy"));
+  train::RunResult t = train::read_run_result(make_run(d, "train", {{1, "5.5"}, {10, "3.0"}}), 10);
+  EXPECT_EQ(t.judged_by, "train");
+  EXPECT_TRUE(Contains(train::format_summary({t}, train::summarize({t})), "WARNING: 1 finished run(s) logged no val_loss"));
+}
+
 TEST(SweepReport, ReadsFinishedFailedDivergedAndPendingRuns) {
   TempDir d;
   train::SweepRun ok = make_run(d, "ok", {{1, "5.5"}, {5, "4.0"}, {10, "3.0"}});
@@ -252,9 +269,10 @@ TEST(SweepReport, ReadsFinishedFailedDivergedAndPendingRuns) {
 
   std::string csv = train::results_csv({r, stopped});
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
-            "index,scale,preset,lr,seed,status,steps,last_step,initial_loss,final_loss,diverged,tokens_per_s,run_dir");
-  EXPECT_TRUE(Contains(csv, ",finished,10,10,5.5,3,0,750.0," + ok.dir + "\n"));
-  EXPECT_TRUE(Contains(csv, ",failed,10,1,5.5,nan,1,"));
+            "index,scale,preset,lr,seed,status,steps,last_step,initial_loss,final_loss,judged_by,final_train_loss,"
+            "diverged,tokens_per_s,run_dir");
+  EXPECT_TRUE(Contains(csv, ",finished,10,10,5.5,3,train,3,0,750.0," + ok.dir + "\n"));
+  EXPECT_TRUE(Contains(csv, ",failed,10,1,5.5,nan,,nan,1,"));
 }
 
 train::RunResult result(const std::string& preset, double scale, double lr, int64_t seed, double loss,

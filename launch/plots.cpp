@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt
 path, preset, out, axis = sys.argv[1:5]
 # The mean over layers (or the one value outside the blocks), at the last step.
 rows = [r for r in csv.DictReader(open(path)) if r["preset"] == preset and r["layer"] in ("mean", "-1")]
+in_blocks = {r["site"] for r in rows if r["layer"] == "mean"}
+rows = [r for r in rows if r["layer"] == "mean" or r["site"] not in in_blocks]
 last = max(int(r["step"]) for r in rows)
 rows = [r for r in rows if int(r["step"]) == last]
 sites = sorted({r["site"] for r in rows})

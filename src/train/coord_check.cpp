@@ -146,19 +146,19 @@ CoordResult coord_check(const CoordSpec& spec, comm::Communicator& self, ops::Ba
     std::map<double, std::map<int, std::map<std::string, Observables>>> mean;  // [scale][step][site]
     for (auto& [scale, steps] : sums)
       for (auto& [step, obs] : steps) {
+        // A site in the blocks is the mean over them (W.norm leaves out the final norm, which
+        // keeps its own row at layer -1); a site outside the blocks is its one value.
         std::map<std::string, std::pair<Observables, int>> over_layers;
         for (auto& [key, v] : obs) {
           res.records.push_back({preset, scale, step, key.first, key.second, v});
-          auto& [m, count] = over_layers[key.first];
-          accumulate(m, v, 1.0);
-          count += key.second >= 0 ? 1 : 0;
+          if (key.second >= 0) accumulate(over_layers[key.first].first, v, 1.0), ++over_layers[key.first].second;
         }
+        for (auto& [key, v] : obs)
+          if (key.second < 0 && !over_layers.count(key.first)) mean[scale][step][key.first] = v;
         for (auto& [site, mc] : over_layers) {
           Observables m = mc.first;
-          if (mc.second > 0) {
-            for (double* f : fields(m)) *f /= mc.second;
-            res.records.push_back({preset, scale, step, site, kMeanLayer, m});
-          }
+          for (double* f : fields(m)) *f /= mc.second;
+          res.records.push_back({preset, scale, step, site, kMeanLayer, m});
           mean[scale][step][site] = m;
         }
       }

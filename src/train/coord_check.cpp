@@ -218,12 +218,15 @@ std::string coord_summary(const CoordResult& r, double tol) {
   };
   for (const CoordSlope& s : r.slopes) {
     const Observables& v = s.slope;
-    bool stable = true;
-    for (double u : {v.delta, v.eff, v.prop, s.rms_exempt ? NAN : v.rms})
+    bool stable = true, judged = false;  // a group seen only through its gradient is not judged
+    for (double u : {v.delta, v.eff, v.prop, s.rms_exempt ? NAN : v.rms}) {
+      judged = judged || !std::isnan(u);
       if (!std::isnan(u) && std::abs(u) >= tol) stable = false;
+    }
     std::snprintf(buf, sizeof buf, "%-6s %-18s %8s %8s %8s %8s %8s  %s%s\n", s.preset.c_str(), s.site.c_str(),
                   cell(v.rms).c_str(), cell(v.delta).c_str(), cell(v.eff).c_str(), cell(v.prop).c_str(),
-                  cell(v.grad).c_str(), stable ? "stable" : "SCALES", s.rms_exempt ? " (rms may shrink)" : "");
+                  cell(v.grad).c_str(), !judged ? "" : stable ? "stable" : "SCALES",
+                  s.rms_exempt ? " (rms may shrink)" : "");
     os << buf;
   }
   return os.str();

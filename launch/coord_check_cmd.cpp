@@ -1,6 +1,6 @@
 // moe coord-check: coordinate checks of the parameterization along one axis, for several
-// presets: CSV of per-site RMS (and change since init) per scale and step, a PNG per preset,
-// and the fitted log-log slopes.
+// presets: CSV of the MSSP paper's observables per site, layer, scale and step, a PNG per
+// preset, and the fitted log-log slopes (CSV and table).
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -52,11 +52,18 @@ int run_coord(const CoordArgs& a) {
   std::string out = a.out.empty() ? spec.base.run.dir : a.out;
   std::filesystem::create_directories(out);
   std::string csv = out + "/coord_check_" + a.axis + ".csv";
+  std::string slopes = out + "/coord_slopes_" + a.axis + ".csv";
   std::ofstream(csv) << train::coord_csv(r);
-  std::printf("coord check: axis %s, scales %s, %d steps (%s), %d seed(s); slopes of log RMS against log scale at the last step\n",
-              a.axis.c_str(), a.scales.c_str(), a.steps, spec.optimizer.c_str(), a.seeds);
-  std::fputs(train::coord_summary(r, a.tolerance).c_str(), stdout);
-  std::printf("csv: %s\n", csv.c_str());
+  std::ofstream(slopes) << train::coord_slopes_csv(r);
+  char head[300];
+  std::snprintf(head, sizeof head,
+                "coord check: axis %s, scales %s, %d steps (%s), %d seed(s); slopes of log value against log "
+                "scale at the last step, mean over layers\n",
+                a.axis.c_str(), a.scales.c_str(), a.steps, spec.optimizer.c_str(), a.seeds);
+  const std::string summary = head + train::coord_summary(r, a.tolerance);
+  std::ofstream(out + "/summary_" + a.axis + ".txt") << summary;
+  std::fputs(summary.c_str(), stdout);
+  std::printf("csv: %s, %s\n", csv.c_str(), slopes.c_str());
   for (const std::string& p : spec.presets) {
     std::string png = out + "/coord_check_" + a.axis + "_" + p + ".png";
     std::string why = render_plot(kCoordPlotScript, {csv, p, png, a.axis});

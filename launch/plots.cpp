@@ -10,35 +10,41 @@
 namespace moe::launch {
 
 const char* const kCoordPlotScript = R"PY(
-import csv, sys
+import csv, math, sys
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 path, preset, out, axis = sys.argv[1:5]
-rows = [r for r in csv.DictReader(open(path)) if r["preset"] == preset]
+# The mean over layers (or the one value outside the blocks), at the last step.
+rows = [r for r in csv.DictReader(open(path)) if r["preset"] == preset and r["layer"] in ("mean", "-1")]
+in_blocks = {r["site"] for r in rows if r["layer"] == "mean"}
+rows = [r for r in rows if r["layer"] == "mean" or r["site"] not in in_blocks]
+last = max(int(r["step"]) for r in rows)
+rows = [r for r in rows if int(r["step"]) == last]
 sites = sorted({r["site"] for r in rows})
-steps = sorted({int(r["step"]) for r in rows})
-shown = sorted({steps[0], steps[len(steps) // 2], steps[-1]})
-fig, ax = plt.subplots(2, len(sites), figsize=(2.6 * len(sites), 5.2), squeeze=False)
+keys = [("rms", "RMS"), ("delta_rms", "change since init"), ("eff_update", "effective update"),
+        ("prop_update", "propagating update"), ("grad_rms", "gradient RMS")]
+cols = 6
+nrow = (len(sites) + cols - 1) // cols
+fig, ax = plt.subplots(nrow, cols, figsize=(2.7 * cols, 2.4 * nrow), squeeze=False)
 for j, site in enumerate(sites):
-    for i, (key, label) in enumerate([("rms", "RMS"), ("delta_rms", "RMS of change since init")]):
-        a = ax[i][j]
-        for c, s in enumerate(shown):
-            pts = sorted((float(r["scale"]), float(r[key])) for r in rows if r["site"] == site and int(r["step"]) == s)
-            if key == "delta_rms" and s == 0:
-                continue  # no change at init
-            a.plot([p[0] for p in pts], [max(p[1], 1e-12) for p in pts], marker="o", color=f"C{c}", label=f"step {s}")
-        a.set_xscale("log", base=2)
-        a.set_yscale("log")
-        a.set_title(site if i == 0 else "", fontsize=9)
-        a.set_xlabel(f"scale ({axis})", fontsize=8)
-        if j == 0:
-            a.set_ylabel(label, fontsize=8)
-        a.tick_params(labelsize=7)
-ax[0][0].legend(fontsize=7)
-fig.suptitle(f"coordinate check: {preset}, axis {axis}")
+    a = ax[j // cols][j % cols]
+    for c, (key, label) in enumerate(keys):
+        pts = sorted((float(r["scale"]), float(r[key])) for r in rows if r["site"] == site and r[key] not in ("", "0"))
+        pts = [p for p in pts if p[1] > 0 and math.isfinite(p[1])]
+        if pts:
+            a.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, color=f"C{c}", label=label)
+    a.set_xscale("log", base=2)
+    a.set_yscale("log")
+    a.set_title(site, fontsize=9)
+    a.tick_params(labelsize=7)
+for j in range(len(sites), nrow * cols):
+    ax[j // cols][j % cols].axis("off")
+handles = [plt.Line2D([], [], color=f"C{c}", marker="o", ms=3) for c in range(len(keys))]
+fig.legend(handles, [k[1] for k in keys], loc="lower right", fontsize=8)
+fig.suptitle(f"coordinate check: {preset}, axis {axis}, step {last}; x: scale, y: value (log-log)")
 fig.tight_layout()
-fig.savefig(out, dpi=90)
+fig.savefig(out, dpi=80)
 )PY";
 
 const char* const kSweepPlotScript = R"PY(

@@ -169,8 +169,10 @@ void Transformer::forward(const Batch& b, LossParts& loss) {
     s.xn = reuse(s.xn, {n_, N_}, dtype_, dev);
     s.rstd = reuse(s.rstd, {n_}, dtype_, dev);
     be.rmsnorm_forward(h_[i], s.norm->value, s.xn, s.rstd, cfg_.model.norm_eps);
+    if (probe_) probe_->record(s.attention ? "attn_in" : "moe_in", s.layer, s.xn);
     if (s.attention) {
       s.attn->forward(be, s.xn, sub_out_);
+      if (probe_) probe_->record("attn_heads", s.layer, s.attn->heads_out());
       if (probe_) probe_->record("attn_out", s.layer, sub_out_);
     } else {
       s.moe->forward(s.xn, sub_out_, probe_, s.layer);
@@ -185,10 +187,12 @@ void Transformer::forward(const Batch& b, LossParts& loss) {
   be.rmsnorm_forward(h_.back(), final_norm_->value, fn_, frstd_, cfg_.model.norm_eps);
   logits_ = reuse(logits_, {n_, V_}, dtype_, dev);  // f32 logits and loss under mixed precision
   fna_ = as_dtype(be, fn_, unembed_->compute.dtype(), fna_);
+  if (probe_) probe_->record("unembed_in", -1, fn_);
   linear_forward(be, fna_, unembed_->compute, logits_, table_.layer.output_mult);
   if (probe_) probe_->record("logits", -1, logits_);
   const double n_global = double(cfg_.train.batch * T_);
   double local = be.cross_entropy(logits_, b.targets, logits_, 1.0 / n_global);  // logits_ := dlogits
+  if (probe_) probe_->record("logits_grad", -1, logits_);
   loss.ce = ctx_.world->sum(local) / n_global;
   for (MoeLayer* m : moe_layers()) {
     loss.aux += m->stats().aux_loss;

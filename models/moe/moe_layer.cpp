@@ -34,6 +34,8 @@ void MoeLayer::forward(const Tensor& x, Tensor& out, Probe* probe, int layer) {
   const int64_t n = x.dim(0), M = opt_.experts;
   const int K = opt_.top_k;
   x_ = x;
+  probe_ = probe;
+  layer_ = layer;
   router_->forward(be, x, bias_, routing_);
   if (probe) {
     probe->record("router_logits", layer, routing_.logits);
@@ -109,6 +111,7 @@ void MoeLayer::backward(const Tensor& dout, Tensor& dx) {
   Tensor none;
   router_->backward(be, x_, routing_, dw_, opt_.aux_loss > 0 ? aux_coef_ : none,
                     z_coefficient(), dx);
+  if (probe_) probe_->record("router_logits_grad", layer_, router_->dlogits());
   stats_.a2a_seconds = dispatcher_.comm_seconds();
 }
 

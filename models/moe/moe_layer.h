@@ -73,6 +73,8 @@ class MoeLayer {
   std::vector<double> coef_host_;
   std::vector<uint8_t> kept_;
   MoeStats stats_;
+  Probe* probe_ = nullptr;  // the last forward's, for the router-logit gradient in backward
+  int layer_ = -1;
 };
 
 }  // namespace moe::models

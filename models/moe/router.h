@@ -25,6 +25,8 @@ class Router {
   void backward(ops::Backend& be, const Tensor& x, const Routing& r, const Tensor& dw,
                 const Tensor& aux_coef, double z_coef, Tensor& dx);
   const ops::RouterOptions& options() const { return opt_; }
+  // d loss / d logits (n, M) of the last backward.
+  const Tensor& dlogits() const { return dlogits_; }
 
  private:
   optim::Param* weight_;  // (M, N)

@@ -1,6 +1,7 @@
 // Coordinate-check runs and their log-log slopes.
 #include "src/train/coord_check.h"
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -15,46 +16,25 @@
 namespace moe::train {
 namespace {
 
-// Collects, for one forward pass, each site's RMS and the RMS of its change since step 0.
-class RmsProbe final : public models::Probe {
- public:
-  int step = 0;
-  void record(const std::string& site, int layer, const Tensor& t) override {
-    Tensor h = t.to(Device::CPU);
-    const int64_t n = h.numel();
-    std::vector<double> v(n);
-    for (int64_t i = 0; i < n; ++i) v[i] = h.dtype() == DType::F64 ? h.data<double>()[i] : h.data<float>()[i];
-    const std::string key = site + "/" + std::to_string(layer);
-    if (step == 0) init_[key] = v;
-    const std::vector<double>& v0 = init_[key];
-    double ss = 0, dd = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      ss += v[i] * v[i];
-      dd += (v[i] - v0[i]) * (v[i] - v0[i]);
-    }
-    Acc& a = acc_[site];
-    a.rms += std::sqrt(ss / std::max<int64_t>(n, 1));
-    a.delta += std::sqrt(dd / std::max<int64_t>(n, 1));
-    ++a.count;
-  }
-  // Per site: mean over layers of (rms, delta) for the pass just recorded.
-  std::map<std::string, std::pair<double, double>> take() {
-    std::map<std::string, std::pair<double, double>> out;
-    for (auto& [site, a] : acc_) out[site] = {a.rms / a.count, a.delta / a.count};
-    acc_.clear();
-    return out;
-  }
+// Output-like maps whose activation shrinks with the fan at init (init sigma / fan_in).
+const std::set<std::string> kShrinkAtInit = {"logits", "router_logits", "W.router", "W.unembed"};
 
- private:
-  struct Acc {
-    double rms = 0, delta = 0;
-    int count = 0;
-  };
-  std::map<std::string, std::vector<double>> init_;
-  std::map<std::string, Acc> acc_;
-};
+// Sum over seeds of each observable (NaN stays NaN: the same sites apply at every seed).
+void accumulate(Observables& sum, const Observables& v, double w) {
+  auto add = [w](double& s, double x) { s = std::isnan(s) ? x * w : s + x * w; };
+  add(sum.rms, v.rms), add(sum.delta, v.delta), add(sum.eff, v.eff), add(sum.prop, v.prop);
+  add(sum.grad, v.grad);
+}
 
-const std::set<std::string> kShrinkAtInit = {"logits", "router_logits"};
+// The five observables as an array, for loops over them.
+std::array<double*, 5> fields(Observables& v) { return {&v.rms, &v.delta, &v.eff, &v.prop, &v.grad}; }
+
+std::string num(double v) {
+  if (std::isnan(v)) return "";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
 
 }  // namespace
 
@@ -107,7 +87,8 @@ double loglog_slope(const std::vector<double>& x, const std::vector<double>& y) 
   double sx = 0, sy = 0, sxx = 0, sxy = 0;
   const double n = double(x.size());
   for (size_t i = 0; i < x.size(); ++i) {
-    double lx = std::log(x[i]), ly = std::log(std::max(y[i], 1e-300));
+    if (!(y[i] > 0)) return NAN;  // NaN or zero: no power law to fit
+    double lx = std::log(x[i]), ly = std::log(y[i]);
     sx += lx;
     sy += ly;
     sxx += lx * lx;
@@ -120,8 +101,8 @@ double loglog_slope(const std::vector<double>& x, const std::vector<double>& y) 
 CoordResult coord_check(const CoordSpec& spec, comm::Communicator& self, ops::Backend& backend) {
   CoordResult res;
   for (const std::string& preset : spec.presets) {
-    // sums over seeds: [scale][step][site] -> (rms, delta)
-    std::map<double, std::map<int, std::map<std::string, std::pair<double, double>>>> sums;
+    // sums over seeds: [scale][step][(site, layer)]
+    std::map<double, std::map<int, ObsMap>> sums;
     for (double scale : spec.scales) {
       config::Config c = scale_config(spec.base, spec.axis, scale);
       c.parameterization.preset = preset;
@@ -146,36 +127,53 @@ CoordResult coord_check(const CoordSpec& spec, comm::Communicator& self, ops::Ba
         std::copy(lb.targets.begin(), lb.targets.end(), b.targets.data<int32_t>());
         b.inputs = b.inputs.to(backend.device());
         b.targets = b.targets.to(backend.device());
-        RmsProbe probe;
-        model.set_probe(&probe);
+        CoordObserver observer(model, spec.linear_updates);
+        model.set_probe(&observer);
         for (int step = 0; step <= spec.steps; ++step) {
-          probe.step = step;
           model.params().zero_grads();
-          model.run(b, step < spec.steps);
-          for (auto& [site, v] : probe.take()) {
-            auto& s = sums[scale][step][site];
-            s.first += v.first / spec.seeds;
-            s.second += v.second / spec.seeds;
-          }
+          model.run(b, true);  // the backward also at the last step: its gradients are observed
+          for (auto& [key, v] : observer.observe()) accumulate(sums[scale][step][key], v, 1.0 / spec.seeds);
           if (step < spec.steps) {
             optim::StepInfo info = opt.reduce_gradients();
             opt.apply(step + 1, info);
             model.update_expert_bias();
           }
         }
+        model.set_probe(nullptr);
       }
     }
+    // Per layer, and the mean over the blocks that have the site.
+    std::map<double, std::map<int, std::map<std::string, Observables>>> mean;  // [scale][step][site]
     for (auto& [scale, steps] : sums)
-      for (auto& [step, sites] : steps)
-        for (auto& [site, v] : sites) res.records.push_back({preset, scale, step, site, v.first, v.second});
-    for (auto& [site, unused] : sums[spec.scales[0]][spec.steps]) {
-      std::vector<double> x, yr, yd;
-      for (double scale : spec.scales) {
-        x.push_back(scale);
-        yr.push_back(sums[scale][spec.steps][site].first);
-        yd.push_back(sums[scale][spec.steps][site].second);
+      for (auto& [step, obs] : steps) {
+        // A site in the blocks is the mean over them (W.norm leaves out the final norm, which
+        // keeps its own row at layer -1); a site outside the blocks is its one value.
+        std::map<std::string, std::pair<Observables, int>> over_layers;
+        for (auto& [key, v] : obs) {
+          res.records.push_back({preset, scale, step, key.first, key.second, v});
+          if (key.second >= 0) accumulate(over_layers[key.first].first, v, 1.0), ++over_layers[key.first].second;
+        }
+        for (auto& [key, v] : obs)
+          if (key.second < 0 && !over_layers.count(key.first)) mean[scale][step][key.first] = v;
+        for (auto& [site, mc] : over_layers) {
+          Observables m = mc.first;
+          for (double* f : fields(m)) *f /= mc.second;
+          res.records.push_back({preset, scale, step, site, kMeanLayer, m});
+          mean[scale][step][site] = m;
+        }
       }
-      res.slopes.push_back({preset, site, loglog_slope(x, yr), loglog_slope(x, yd), kShrinkAtInit.count(site) > 0});
+    for (auto& [site, unused] : mean[spec.scales[0]][spec.steps]) {
+      CoordSlope sl{preset, site, {}, kShrinkAtInit.count(site) > 0};
+      std::array<double*, 5> out = fields(sl.slope);
+      for (size_t f = 0; f < out.size(); ++f) {
+        std::vector<double> x, y;
+        for (double scale : spec.scales) {
+          x.push_back(scale);
+          y.push_back(*fields(mean[scale][spec.steps][site])[f]);
+        }
+        *out[f] = loglog_slope(x, y);
+      }
+      res.slopes.push_back(sl);
     }
   }
   return res;
@@ -183,21 +181,52 @@ CoordResult coord_check(const CoordSpec& spec, comm::Communicator& self, ops::Ba
 
 std::string coord_csv(const CoordResult& r) {
   std::ostringstream os;
-  os << "preset,scale,step,site,rms,delta_rms\n";
-  for (const CoordRecord& c : r.records)
-    os << c.preset << "," << c.scale << "," << c.step << "," << c.site << "," << c.rms << "," << c.delta << "\n";
+  os << "preset,scale,step,site,layer,rms,delta_rms,eff_update,prop_update,grad_rms\n";
+  for (const CoordRecord& c : r.records) {
+    os << c.preset << "," << c.scale << "," << c.step << "," << c.site << ","
+       << (c.layer == kMeanLayer ? std::string("mean") : std::to_string(c.layer));
+    Observables v = c.v;
+    for (double* f : fields(v)) os << "," << num(*f);
+    os << "\n";
+  }
+  return os.str();
+}
+
+std::string coord_slopes_csv(const CoordResult& r) {
+  std::ostringstream os;
+  os << "preset,site,rms,delta_rms,eff_update,prop_update,grad_rms\n";
+  for (const CoordSlope& s : r.slopes) {
+    os << s.preset << "," << s.site;
+    Observables v = s.slope;
+    for (double* f : fields(v)) os << "," << num(*f);
+    os << "\n";
+  }
   return os.str();
 }
 
 std::string coord_summary(const CoordResult& r, double tol) {
   std::ostringstream os;
-  char buf[200];
-  std::snprintf(buf, sizeof buf, "%-6s %-14s %12s %12s  %s\n", "preset", "site", "slope(rms)", "slope(delta)", "");
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%-6s %-18s %8s %8s %8s %8s %8s  %s\n", "preset", "site", "rms", "change",
+                "eff", "prop", "grad", "(slopes; - : none or zero)");
   os << buf;
+  auto cell = [](double v) {
+    char b[16];
+    if (std::isnan(v)) return std::string("-");
+    std::snprintf(b, sizeof b, "%.3f", v);
+    return std::string(b);
+  };
   for (const CoordSlope& s : r.slopes) {
-    bool stable = std::abs(s.delta_slope) < tol && (s.rms_exempt || std::abs(s.rms_slope) < tol);
-    std::snprintf(buf, sizeof buf, "%-6s %-14s %12.3f %12.3f  %s%s\n", s.preset.c_str(), s.site.c_str(), s.rms_slope,
-                  s.delta_slope, stable ? "stable" : "SCALES", s.rms_exempt ? " (rms may shrink at init)" : "");
+    const Observables& v = s.slope;
+    bool stable = true, judged = false;  // a group seen only through its gradient is not judged
+    for (double u : {v.delta, v.eff, v.prop, s.rms_exempt ? NAN : v.rms}) {
+      judged = judged || !std::isnan(u);
+      if (!std::isnan(u) && std::abs(u) >= tol) stable = false;
+    }
+    std::snprintf(buf, sizeof buf, "%-6s %-18s %8s %8s %8s %8s %8s  %s%s\n", s.preset.c_str(), s.site.c_str(),
+                  cell(v.rms).c_str(), cell(v.delta).c_str(), cell(v.eff).c_str(), cell(v.prop).c_str(),
+                  cell(v.grad).c_str(), !judged ? "" : stable ? "stable" : "SCALES",
+                  s.rms_exempt ? " (rms may shrink)" : "");
     os << buf;
   }
   return os.str();

@@ -117,32 +117,29 @@ void CpuBackend::qk_norm_backward(const Tensor& qkv, const Tensor& rstd, const T
   });
 }
 
-void CpuBackend::rope_forward(Tensor& qkv, int T, int H, double base) {
-  if (any_bf16({&qkv})) {
+namespace {
+// RoPE in place by +angle (sign 1, the forward) or -angle (sign -1, the backward).
+void rope_in_place(Tensor& x, int T, int H, double base, double sign) {
+  if (any_bf16({&x})) {
     F32Scope s;
-    return rope_forward(s.out(qkv), T, H, base);
+    return rope_in_place(s.out(x), T, H, base, sign);
   }
-  check_qkv(qkv, H, "rope qkv");
-  const int64_t n = qkv.dim(0), N = qkv.dim(1) / 3;
+  check_qkv(x, H, "rope qkv");
+  const int64_t n = x.dim(0), N = x.dim(1) / 3;
   MOE_CHECK((N / H) % 2 == 0, "rope: head size ", N / H, " is odd");
-  dispatch_float(qkv.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using V = decltype(tag);
-    rope(qkv.data<V>(), n, N, T, H, base, 1.0);
+    rope(x.data<V>(), n, N, T, H, base, sign);
   });
+}
+}  // namespace
+
+void CpuBackend::rope_forward(Tensor& qkv, int T, int H, double base) {
+  rope_in_place(qkv, T, H, base, 1.0);
 }
 
 void CpuBackend::rope_backward(Tensor& dqkv, int T, int H, double base) {
-  if (any_bf16({&dqkv})) {
-    F32Scope s;
-    return rope_backward(s.out(dqkv), T, H, base);
-  }
-  check_qkv(dqkv, H, "rope dqkv");
-  const int64_t n = dqkv.dim(0), N = dqkv.dim(1) / 3;
-  MOE_CHECK((N / H) % 2 == 0, "rope: head size ", N / H, " is odd");
-  dispatch_float(dqkv.dtype(), [&](auto tag) {
-    using V = decltype(tag);
-    rope(dqkv.data<V>(), n, N, T, H, base, -1.0);
-  });
+  rope_in_place(dqkv, T, H, base, -1.0);
 }
 
 }  // namespace moe::ops::cpu

@@ -41,9 +41,10 @@ Transformer::Transformer(const config::Config& cfg, const optim::ParamTable& tab
   const bool swiglu = cfg.moe.activation == "swiglu";
 
   embed_ = params_.add("embed", Group::Embed, {V_, N});
-  pos_ = params_.add("pos_embed", Group::PosEmbed, {T_, N});
+  if (m.position == "learned") pos_ = params_.add("pos_embed", Group::PosEmbed, {T_, N});
+  const int64_t Fd = config::mlp_width(m);
   struct Pending {
-    optim::Param *qkv = nullptr, *out = nullptr, *router = nullptr;
+    optim::Param *qkv = nullptr, *out = nullptr, *router = nullptr, *up = nullptr, *down = nullptr;
     ExpertParams ex;
   };
   std::vector<Pending> pend;
@@ -62,6 +63,15 @@ Transformer::Transformer(const config::Config& cfg, const optim::ParamTable& tab
     }
     Sublayer s;
     s.layer = l;
+    if (!config::is_moe_block(cfg.moe, l)) {  // moe.stride: a dense MLP in this block
+      s.norm = params_.add(p + "mlp_norm", Group::Norm, {N});
+      Pending pd;
+      pd.up = params_.add(p + "mlp.up", Group::MlpUp, {Fd, N});
+      pd.down = params_.add(p + "mlp.down", Group::MlpDown, {N, Fd});
+      subs_.push_back(std::move(s));
+      pend.push_back(pd);
+      continue;
+    }
     s.norm = params_.add(p + "moe_norm", Group::Norm, {N});
     Pending pm;
     pm.router = params_.add(p + "moe.router", Group::Router, {M, N});
@@ -77,6 +87,10 @@ Transformer::Transformer(const config::Config& cfg, const optim::ParamTable& tab
 
   const auto mult = [&](Group g) { return table_[g].multiplier; };
   AttentionShape as{int(B_), int(T_), int(m.heads), table_.layer.attn_scale};
+  as.qk_norm = m.qk_norm;
+  as.norm_eps = m.norm_eps;
+  as.rope = m.position == "rope";
+  as.rope_base = m.rope_base;
   MoeOptions mo;
   mo.experts = M;
   mo.top_k = int(cfg.moe.top_k);
@@ -96,6 +110,8 @@ Transformer::Transformer(const config::Config& cfg, const optim::ParamTable& tab
     if (subs_[i].attention) {
       subs_[i].attn = std::make_unique<Attention>(p.qkv, p.out, mult(Group::AttnQKV),
                                                   mult(Group::AttnOut), as);
+    } else if (p.up) {
+      subs_[i].mlp = std::make_unique<DenseMlp>(p.up, p.down, mult(Group::MlpUp), mult(Group::MlpDown));
     } else {
       p.ex.up_mult = mult(Group::ExpertUp);
       p.ex.gate_mult = mult(Group::ExpertGate);
@@ -161,7 +177,7 @@ void Transformer::forward(const Batch& b, LossParts& loss) {
   const Device dev = ctx_.device();
   const double res = table_.layer.residual_mult;
   be.embedding_forward(b.inputs, embed_->value, h_[0], table_[Group::Embed].multiplier, false);
-  be.embedding_forward(pos_ids_, pos_->value, h_[0], table_[Group::PosEmbed].multiplier, true);
+  if (pos_) be.embedding_forward(pos_ids_, pos_->value, h_[0], table_[Group::PosEmbed].multiplier, true);
   if (probe_) probe_->record("embed_out", -1, h_[0]);
   sub_out_ = reuse(sub_out_, {n_, N_}, dtype_, dev);
   for (size_t i = 0; i < subs_.size(); ++i) {
@@ -174,6 +190,8 @@ void Transformer::forward(const Batch& b, LossParts& loss) {
       s.attn->forward(be, s.xn, sub_out_);
       if (probe_) probe_->record("attn_heads", s.layer, s.attn->heads_out());
       if (probe_) probe_->record("attn_out", s.layer, sub_out_);
+    } else if (s.mlp) {
+      s.mlp->forward(be, s.xn, sub_out_);
     } else {
       s.moe->forward(s.xn, sub_out_, probe_, s.layer);
     }
@@ -238,6 +256,8 @@ void Transformer::backward(const Batch& b) {
     be.scale(dsub_, res);
     if (s.attention) {
       s.attn->backward(be, dsub_, dxn_);
+    } else if (s.mlp) {
+      s.mlp->backward(be, dsub_, dxn_);
     } else {
       be.fill(dxn_, 0);
       s.moe->backward(dsub_, dxn_);
@@ -245,7 +265,7 @@ void Transformer::backward(const Batch& b) {
     be.rmsnorm_backward(h_[i], s.norm->value, s.rstd, dxn_, dh_, s.norm->grad);
   }
   be.embedding_backward(b.inputs, dh_, embed_->grad, table_[Group::Embed].multiplier);
-  be.embedding_backward(pos_ids_, dh_, pos_->grad, table_[Group::PosEmbed].multiplier);
+  if (pos_) be.embedding_backward(pos_ids_, dh_, pos_->grad, table_[Group::PosEmbed].multiplier);
 }
 
 }  // namespace moe::models

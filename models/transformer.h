@@ -1,7 +1,7 @@
 // The pre-norm MoE decoder of architecture.md:
-//   h0 = m_E W_E[tok] + m_P W_P[pos]
+//   h0 = m_E W_E[tok] + m_P W_P[pos]        (no W_P with model.position = "rope")
 //   h  = h + m_res * Attn(RMSNorm(h))      (skipped when attention = false)
-//   h  = h + m_res * MoE(RMSNorm(h))
+//   h  = h + m_res * MoE(RMSNorm(h))       (a dense GELU MLP in the blocks moe.stride skips)
 //   logits = m_out * RMSNorm(h) W_U^T ; loss = mean cross-entropy + aux + z
 // Forward and backward by hand on the backend; every multiplier from the parameterization table.
 #pragma once
@@ -10,6 +10,7 @@
 
 #include "comm/parallel_context.h"
 #include "models/attention.h"
+#include "models/dense_mlp.h"
 #include "models/moe/moe_layer.h"
 #include "models/probe.h"
 #include "src/config/config.h"
@@ -71,6 +72,7 @@ class Transformer {
     optim::Param* norm = nullptr;
     std::unique_ptr<Attention> attn;
     std::unique_ptr<MoeLayer> moe;
+    std::unique_ptr<DenseMlp> mlp;
     Tensor xn, rstd;  // saved norm output and 1/rms
     int layer = 0;
   };
@@ -86,7 +88,7 @@ class Transformer {
   DType dtype_;
   int64_t B_, T_, N_, V_, n_;
   optim::ParamStore params_;
-  optim::Param *embed_, *pos_, *final_norm_, *unembed_;
+  optim::Param *embed_, *pos_ = nullptr, *final_norm_, *unembed_;  // pos_: learned positions only
   std::vector<Sublayer> subs_;
   Probe* probe_ = nullptr;
   Tensor pos_ids_;                // (n) i32

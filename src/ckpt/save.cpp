@@ -20,6 +20,11 @@ namespace fs = std::filesystem;
 namespace moe::ckpt {
 namespace {
 
+// The block of the l-th MoE layer (moe.stride: not l itself when dense blocks come between).
+int64_t bias_block(const TrainState& st, size_t l) {
+  return st.config ? config::moe_block(st.config->moe, int64_t(l)) : int64_t(l);
+}
+
 // A tensor's host copy (the tensor itself on the CPU).
 Tensor on_host(const Tensor& t) { return t.device() == Device::CPU ? t : t.to(Device::CPU); }
 
@@ -82,7 +87,7 @@ std::vector<Record> collect(const TrainState& st, comm::ParallelContext& ctx,
       Tensor b = on_host(st.expert_bias[l]);
       MOE_CHECK(b.dtype() == DType::F32, "expert bias must be f32");
       hold.push_back(b);
-      add("expert_bias", expert_bias_name(int64_t(l)), -1, 0, b.numel(), b, 0);
+      add("expert_bias", expert_bias_name(bias_block(st, l)), -1, 0, b.numel(), b, 0);
     }
   }
   return out;
@@ -161,7 +166,7 @@ Manifest make_manifest(const TrainState& st, comm::ParallelContext& ctx) {
     m.params.push_back(std::move(info));
   }
   for (size_t l = 0; l < st.expert_bias.size(); ++l)
-    m.bias_names.push_back(expert_bias_name(int64_t(l)));
+    m.bias_names.push_back(expert_bias_name(bias_block(st, l)));
   return m;
 }
 

@@ -27,6 +27,13 @@ struct ModelConfig {
   int64_t depth = 4;      // L
   bool attention = true;
   double norm_eps = 1e-5;
+  // The MSSP paper's transformer options (docs/model.md):
+  std::string position = "learned";  // learned (pos_embed table) | rope (rotary q, k; no table)
+  double rope_base = 10000;          // RoPE angle of pair d: pos * rope_base^(-2d / d_head)
+  bool qk_norm = false;              // RMSNorm without gain on each q and k head, before RoPE
+  // Width of the dense GELU MLP of the blocks without an MoE layer (moe.stride > 1); 0 = 4 N
+  // (the paper's mlp_ratio = 4), so that it grows with the width in sweeps. See mlp_width().
+  int64_t mlp_width = 0;
   template <class V> void visit(V& v) {
     v("vocab", vocab);
     v("seq_len", seq_len);
@@ -35,13 +42,27 @@ struct ModelConfig {
     v("depth", depth);
     v("attention", attention);
     v("norm_eps", norm_eps);
+    v("position", position);
+    v("rope_base", rope_base);
+    v("qk_norm", qk_norm);
+    v("mlp_width", mlp_width);
   }
 };
+
+// The dense MLP width: model.mlp_width, or 4 N when it is 0.
+inline int64_t mlp_width(const ModelConfig& m) { return m.mlp_width > 0 ? m.mlp_width : 4 * m.width; }
 
 struct MoeConfig {
   int64_t experts = 8;         // M
   int64_t top_k = 2;           // K
   int64_t expert_width = 128;  // N_e
+  // N_e as a multiple of the width: > 0 sets expert_width = round(ratio * N) when the config is
+  // loaded (before validation), and the resolved config holds the number with ratio 0, so that
+  // sweeps and coordinate checks scale expert_width per their axis as for any other config.
+  double expert_ratio = 0;
+  // An MoE layer in every stride-th block: block l (from 0) is MoE when l % stride == stride - 1
+  // (the paper's code); the others have a dense GELU MLP of width model.mlp_width.
+  int64_t stride = 1;
   std::string activation = "gelu";  // gelu | swiglu
   // The preset decides these unless they are set here (then the table marks them overridden).
   std::optional<std::string> gate;         // softmax | sigmoid
@@ -65,6 +86,8 @@ struct MoeConfig {
     v("experts", experts);
     v("top_k", top_k);
     v("expert_width", expert_width);
+    v("expert_ratio", expert_ratio);
+    v("stride", stride);
     v("activation", activation);
     v("gate", gate);
     v("renormalize", renormalize);
@@ -79,6 +102,13 @@ struct MoeConfig {
     v("z_loss", z_loss);
   }
 };
+
+// Whether block l has an MoE layer (else a dense MLP): moe.stride's rule.
+inline bool is_moe_block(const MoeConfig& e, int64_t l) { return l % e.stride == e.stride - 1; }
+// The block of the k-th MoE layer (k from 0).
+inline int64_t moe_block(const MoeConfig& e, int64_t k) { return (k + 1) * e.stride - 1; }
+// The number of MoE layers among L blocks.
+inline int64_t moe_layer_count(const MoeConfig& e, int64_t L) { return e.stride >= 1 ? L / e.stride : L; }
 
 // The shape where (sigma, eta) were tuned.
 struct BaseShape {

@@ -8,6 +8,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <sstream>
 
@@ -122,6 +123,13 @@ Config parse_config(const std::string& text, const std::string& origin,
   const bool ep_auto = take_auto_ep(root, ctx);
   Config c;
   read_toml(root, ctx, c);
+  if (c.moe.expert_ratio != 0) {  // resolved here (config.h); a bad ratio is validate()'s to name
+    const double w = c.moe.expert_ratio * double(c.model.width);
+    if (std::isfinite(w) && w >= 0.5 && w < 1e15) {
+      c.moe.expert_width = std::llround(w);
+      c.moe.expert_ratio = 0;
+    }
+  }
   if (ep_auto) {
     c.parallel.ep_auto = true;
     c.parallel.ep = auto_ep(c.moe.experts, world_size);

@@ -1,6 +1,7 @@
 // Value and cross-key checks on a parsed Config; each failure names the key and where its value
 // came from: the file, or the --set that gave it (for a cross-key constraint, the --set of
 // either key).
+#include <cmath>
 #include <initializer_list>
 #include <string>
 
@@ -64,6 +65,20 @@ void validate(const Config& c, const TomlContext& ctx, int world_size) {
              "width " + std::to_string(m.width) + " is not divisible by " + std::to_string(m.heads) + " heads",
              {"model.width"});
   ck.require(m.norm_eps > 0, "model.norm_eps", "must be > 0");
+  ck.one_of(m.position, "model.position", {"learned", "rope"});
+  ck.require(m.rope_base > 1 && m.rope_base < 1e12, "model.rope_base", "must be in (1, 1e12), got " + std::to_string(m.rope_base));
+  if (m.position == "rope") {
+    ck.require(m.attention, "model.position", "\"rope\" rotates attention's q and k: it needs model.attention = true",
+               {"model.attention"});
+    ck.require(m.width % m.heads != 0 || (m.width / m.heads) % 2 == 0, "model.position",
+               "\"rope\" needs an even head size, got width / heads = " + std::to_string(m.width / m.heads),
+               {"model.width", "model.heads"});
+  }
+  if (m.qk_norm)
+    ck.require(m.attention, "model.qk_norm", "normalises attention's q and k: it needs model.attention = true",
+               {"model.attention"});
+  ck.require(m.mlp_width >= 0, "model.mlp_width",
+             "must be >= 0 (0 = 4 * model.width), got " + std::to_string(m.mlp_width));
 
   const MoeConfig& e = c.moe;
   ck.positive(e.experts, "moe.experts");
@@ -71,7 +86,18 @@ void validate(const Config& c, const TomlContext& ctx, int world_size) {
   ck.require(e.top_k <= e.experts, "moe.top_k",
              "top_k " + std::to_string(e.top_k) + " exceeds experts " + std::to_string(e.experts),
              {"moe.experts"});
+  ck.require(std::isfinite(e.expert_ratio) && e.expert_ratio >= 0 && e.expert_ratio < 1e6, "moe.expert_ratio",
+             "must be 0 (use moe.expert_width) or a positive multiple of model.width, got " +
+                 std::to_string(e.expert_ratio));
+  ck.require(e.expert_ratio == 0, "moe.expert_ratio",
+             "ratio * model.width = " + std::to_string(e.expert_ratio * double(m.width)) +
+                 " rounds to no expert width",
+             {"model.width"});
   ck.positive(e.expert_width, "moe.expert_width");
+  ck.require(e.stride >= 1 && e.stride <= m.depth, "moe.stride",
+             "must be in [1, model.depth = " + std::to_string(m.depth) + "] (one MoE layer every stride blocks), got " +
+                 std::to_string(e.stride),
+             {"model.depth"});
   ck.one_of(e.activation, "moe.activation", {"gelu", "swiglu"});
   if (e.gate) ck.one_of(*e.gate, "moe.gate", {"softmax", "sigmoid"});
   if (e.aggregation) ck.one_of(*e.aggregation, "moe.aggregation", {"sum", "mean"});

@@ -118,6 +118,23 @@ class Backend {
   // faster on a CPU at the sequence lengths it trains).
   virtual bool prefers_fused_attention() const { return false; }
 
+  // ---- q and k before attention (the MSSP paper's QK-norm and RoPE) ----
+  // Both act on the q and k thirds of qkv (B*T, 3N), per head of D = N/H, and leave v alone;
+  // row r of qkv is position r % T of its sequence.
+  // QK-norm: RMSNorm without a gain, y = x / sqrt(mean(x^2) + eps) per head. out (B*T, 3N) gets
+  // the normed q and k and a copy of v; rstd (B*T, 2H) (f32, or f64 for f64 qkv): q heads, then
+  // k heads.
+  virtual void qk_norm_forward(const Tensor& qkv, Tensor& out, Tensor& rstd, int H,
+                               double eps) = 0;
+  // dqkv = d/dqkv of the norm applied to dout (v third copied). dqkv may alias dout.
+  virtual void qk_norm_backward(const Tensor& qkv, const Tensor& rstd, const Tensor& dout,
+                                Tensor& dqkv, int H) = 0;
+  // RoPE, in place, half-split pairs (d, d + D/2) for d < D/2, angle a = pos * base^(-2d/D):
+  //   y[d] = x[d] cos a - x[d + D/2] sin a,   y[d + D/2] = x[d + D/2] cos a + x[d] sin a.
+  virtual void rope_forward(Tensor& qkv, int T, int H, double base) = 0;
+  // In place on the gradient: the transposed rotation (angle -a).
+  virtual void rope_backward(Tensor& dqkv, int T, int H, double base) = 0;
+
   // ---- expert activations ----
   // GELU, tanh form: a = 0.5 h (1 + tanh(sqrt(2/pi) (h + 0.044715 h^3))).
   virtual void gelu_forward(const Tensor& h, Tensor& a) = 0;

@@ -89,6 +89,19 @@ void ProfilingBackend::attention_forward(const Tensor& qkv, Tensor& out, Tensor&
 void ProfilingBackend::attention_backward(const Tensor& qkv, const Tensor& p, const Tensor& dout, Tensor& dqkv, int B, int T, int H, double s) {
   timed("attention_backward", [&] { in_.attention_backward(qkv, p, dout, dqkv, B, T, H, s); });
 }
+void ProfilingBackend::qk_norm_forward(const Tensor& qkv, Tensor& out, Tensor& rstd, int H, double eps) {
+  timed("qk_norm_forward", [&] { in_.qk_norm_forward(qkv, out, rstd, H, eps); });
+}
+void ProfilingBackend::qk_norm_backward(const Tensor& qkv, const Tensor& rstd, const Tensor& dout, Tensor& dqkv,
+                                        int H) {
+  timed("qk_norm_backward", [&] { in_.qk_norm_backward(qkv, rstd, dout, dqkv, H); });
+}
+void ProfilingBackend::rope_forward(Tensor& qkv, int T, int H, double base) {
+  timed("rope_forward", [&] { in_.rope_forward(qkv, T, H, base); });
+}
+void ProfilingBackend::rope_backward(Tensor& dqkv, int T, int H, double base) {
+  timed("rope_backward", [&] { in_.rope_backward(dqkv, T, H, base); });
+}
 void ProfilingBackend::gelu_forward(const Tensor& h, Tensor& a) { timed("gelu_forward", [&] { in_.gelu_forward(h, a); }); }
 void ProfilingBackend::gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh) {
   timed("gelu_backward", [&] { in_.gelu_backward(h, da, dh); });

@@ -33,7 +33,8 @@ std::string shape_line(const ParamTable& t) {
   os << "shape N=" << s.s.N << " Ne=" << s.s.Ne << " M=" << s.s.M << " K=" << s.s.K << " L=" << s.s.L
      << " (base N=" << s.base.N << " Ne=" << s.base.Ne << " M=" << s.base.M << " K=" << s.base.K
      << " L=" << s.base.L << "); multipliers m_N=" << num(s.mult(Axis::N)) << " m_Ne=" << num(s.mult(Axis::Ne))
-     << " m_M=" << num(s.mult(Axis::M)) << " m_K=" << num(s.mult(Axis::K)) << " m_L=" << num(s.mult(Axis::L));
+     << " m_M=" << num(s.mult(Axis::M)) << " m_K=" << num(s.mult(Axis::K)) << " m_L=" << num(s.mult(Axis::L))
+     << "; dense MLP F=" << s.F << " = " << num(s.mlp_ratio) << " N (grows with N: fan F scales as m_N)";
   return os.str();
 }
 

@@ -4,6 +4,7 @@
 // base values and exponents of the scale multipliers so that param-table prints the formulas.
 #include "src/optim/parameterization.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -116,14 +117,18 @@ Fans group_fans(Group g) {
     case Group::ExpertDown: return {"Ne", "N"};
     case Group::Norm: return {"", "N"};
     case Group::Unembed: return {"N", ""};
+    case Group::MlpUp: return {"N", "F"};
+    case Group::MlpDown: return {"F", "N"};
   }
   return {"", ""};
 }
 
 Exps fan_exps(const Fans& f, double x, double y) {
   Exps e;
-  if (int i = axis_index(f.in); i >= 0) e.e[i] += x;
-  if (int i = axis_index(f.out); i >= 0) e.e[i] += y;
+  // The dense MLP width F grows with N: its fan scales as m_N.
+  auto index = [](const char* a) { return std::string(a) == "F" ? int(Axis::N) : axis_index(a); };
+  if (int i = index(f.in); i >= 0) e.e[i] += x;
+  if (int i = index(f.out); i >= 0) e.e[i] += y;
   return e;
 }
 
@@ -133,6 +138,7 @@ int64_t fan_dim(const ModelShape& s, const char* axis, bool base) {
   if (a == "N") return v.N;
   if (a == "Ne") return v.Ne;
   if (a == "M") return v.M;
+  if (a == "F") return base ? std::max<int64_t>(1, std::llround(s.mlp_ratio * double(v.N))) : s.F;
   return 0;
 }
 
@@ -165,6 +171,8 @@ ModelShape model_shape(const config::Config& c) {
   s.V = c.model.vocab;
   s.T = c.model.seq_len;
   s.H = c.model.heads;
+  s.F = config::mlp_width(c.model);
+  s.mlp_ratio = double(s.F) / double(c.model.width);
   // Unless base.heads is given, the head size is taken to be the base's (heads grow with the
   // width), and the muP logit scale sqrt(d_head0) / d_head reduces to 1 / sqrt(d_head).
   const double d_head = double(c.model.width) / double(c.model.heads);
@@ -210,8 +218,7 @@ ParamTable make_param_table(const config::Config& c) {
 
     Rule rule = paper ? paper_rule(g, *regime, pc.preset == "mssp", adam, sh, c)
                       : tp_rule(g, pc.preset, adam, t.layer.depth_alpha, sh, c);
-    if (paper && pc.depth_alpha && (g == Group::AttnQKV || g == Group::AttnOut || g == Group::Router ||
-                                    is_expert_group(g))) {
+    if (paper && pc.depth_alpha && (is_dense_matrix(g) || g == Group::Router || is_expert_group(g))) {
       // Depth scaling asked for: the hidden-LR correction of depth-muP / CompleteP.
       rule.lr_e.add(Axis::L, adam ? t.layer.depth_alpha - 1 : 2 * t.layer.depth_alpha - 1);
     }

@@ -43,6 +43,10 @@ struct Shape5 {
 struct ModelShape {
   Shape5 s;            // N, N_e, M, K, L
   int64_t V, T, H;       // vocab, sequence length, heads
+  // The dense MLP width F (config::mlp_width) and F / N: F is taken to grow with N (the "F"
+  // fan axis scales as m_N), and the base's F is ratio * base N.
+  int64_t F = 0;
+  double mlp_ratio = 4;
   double base_d_head;    // head size at the base shape
   Shape5 base;
   double mult(Axis a) const;

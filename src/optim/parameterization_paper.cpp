@@ -53,6 +53,8 @@ Rule paper_rule(Group g, Regime regime, bool mssp, bool adam, const ModelShape& 
       return r;
     case Group::AttnQKV:
     case Group::AttnOut:
+    case Group::MlpUp:  // the dense MLP: the code's hidden matrices, like attention's
+    case Group::MlpDown:
       r.kind = "hidden";
       fan_in_init(r, g, sh);
       r.lr_e = adam ? inv_n : one;

@@ -12,7 +12,7 @@ namespace moe::optim {
 namespace {
 
 bool is_block_matrix(Group g) {
-  return g == Group::AttnQKV || g == Group::AttnOut || g == Group::Router || is_expert_group(g);
+  return is_dense_matrix(g) || g == Group::Router || is_expert_group(g);
 }
 
 }  // namespace

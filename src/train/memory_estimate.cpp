@@ -66,11 +66,16 @@ MemoryEstimate estimate_memory(const config::Config& cfg, int world_size) {
   const double B = cfg.train.micro_batch > 0 ? double(cfg.train.micro_batch) : double(cfg.train.batch) / P;
   const double n = B * T;                        // tokens on this rank
   const bool attn = m.attention, swiglu = e.activation == "swiglu";
+  // moe.stride: Lm blocks have an MoE layer, the other Ld a dense MLP of width Fd.
+  const double Lm = double(config::moe_layer_count(e, m.depth)), Ld = L - Lm;
+  const double Fd = double(config::mlp_width(m));
   MemoryEstimate est;
 
   // Parameters: models/transformer.cpp registers exactly these.
-  const double dense = V * N + T * N + L * (attn ? N + 4 * N * N : 0) + L * (N + M * N) + N + V * N;
-  const double expert = L * Ml * F * N * (swiglu ? 3 : 2);
+  const double pos = m.position == "learned" ? T * N : 0;
+  const double dense = V * N + pos + L * (attn ? N + 4 * N * N : 0) + Lm * (N + M * N) +
+                       Ld * (N + 2 * N * Fd) + N + V * N;
+  const double expert = Lm * Ml * F * N * (swiglu ? 3 : 2);
   est.dense_params = int64_t(dense);
   est.expert_params = int64_t(expert);
   est.params = (dense + expert) * kF32;
@@ -95,7 +100,9 @@ MemoryEstimate estimate_memory(const config::Config& cfg, int world_size) {
   // row statistics (B, H, T) (models/attention.cpp: heads up to 128 wide).
   const bool fused = cfg.parallel.device == "cuda" && N / H <= 128;
   if (attn) act += L * (n * 3 * N * 2 + n * N * 2 + B * H * T * (fused ? 1 : T));
-  act += L * (3 * n * M + 2 * n * K + n * K);  // router logits, gates, dlogits; idx, w; dw
+  if (attn && m.qk_norm) act += L * (n * 3 * N + n * 2 * H);  // the projection before QK-norm, 1/rms
+  act += Lm * (3 * n * M + 2 * n * K + n * K);  // router logits, gates, dlogits; idx, w; dw
+  act += Ld * 4 * n * Fd;                       // dense MLP: pre-activation, GELU, their grads
   act += 6 * n * N + 2 * n + n * V;            // sub_out, final norm, dfn, dh, dsub, dxn; logits
   est.activations = act * kF32 * kReuseSlack;
 
@@ -108,7 +115,7 @@ MemoryEstimate estimate_memory(const config::Config& cfg, int world_size) {
   const double sent = n * K * std::min(1.0, cf);
   const double recv = EP > 1 ? n * K * cf : sent;
   const double per_layer = 4 * sent * N + (EP > 1 ? 4 * recv * N : 0) + recv * F * (swiglu ? 6 : 4);
-  est.a2a = L * per_layer * kF32 * kReuseSlack;
+  est.a2a = Lm * per_layer * kF32 * kReuseSlack;
   est.runtime = cfg.parallel.device == "cuda" ? 0 : kRuntimeBytes;
   return est;
 }

@@ -103,5 +103,19 @@ TEST_F(CudaModel, SpSigmoidExpertBiasSgdNoAttention) {
   check_agreement(c, "sp sigmoid bias sgd");
 }
 
+// The MSSP paper's transformer: RoPE and QK-norm on q, k before the GPU's fused attention
+// (backward through both), and dense GELU MLPs in the blocks between MoE blocks.
+TEST_F(CudaModel, PaperOptionsRopeQkNormStride) {
+  config::Config c = model_config();
+  c.parameterization.preset = "mssp";
+  c.model.depth = 4;
+  c.parameterization.base.depth = 4;
+  c.model.position = "rope";
+  c.model.qk_norm = true;
+  c.moe.stride = 2;
+  c.model.mlp_width = 48;
+  check_agreement(c, "mssp rope qk_norm stride 2");
+}
+
 }  // namespace
 }  // namespace moe::test

@@ -281,6 +281,29 @@ void add_flash_attention(std::vector<OpCase>& t, int B, int T, int H, int64_t N)
        }});
 }
 
+// QK-norm and RoPE on the q and k thirds of qkv, forward and backward (both in place where the
+// model runs them so); rstd is f32 on both backends.
+void add_qk_transforms(std::vector<OpCase>& t, int B, int T, int H, int64_t N) {
+  t.push_back(
+      {"qk_norm" + dims({B, T, H, N}), [=](const Env& e) {
+         const int64_t n = int64_t(B) * T;
+         Tensor qkv = e.randn({n, 3 * N}, "qkv", 2.0), out = e.empty({n, 3 * N});
+         Tensor rstd = e.empty32({n, 2 * int64_t(H)});
+         e.be.qk_norm_forward(qkv, out, rstd, H, 1e-5);
+         Tensor d = e.randn({n, 3 * N}, "dout");
+         e.be.qk_norm_backward(qkv, rstd, d, d, H);
+         return Outputs{to_host(out), to_host(rstd), to_host(d)};
+       }});
+  t.push_back(
+      {"rope" + dims({B, T, H, N}), [=](const Env& e) {
+         const int64_t n = int64_t(B) * T;
+         Tensor qkv = e.randn({n, 3 * N}, "qkv"), d = e.randn({n, 3 * N}, "dout");
+         e.be.rope_forward(qkv, T, H, 10000.0);
+         e.be.rope_backward(d, T, H, 500.0);
+         return Outputs{to_host(qkv), to_host(d)};
+       }});
+}
+
 // Mixed precision's crossings: cast both ways, and GEMMs writing f32 from the case's dtype.
 void add_mixed(std::vector<OpCase>& t) {
   t.push_back({"cast", [](const Env& e) {
@@ -452,6 +475,9 @@ const std::vector<OpCase>& op_cases() {
     add_flash_attention(t, 1, 1, 2, 8);
     add_flash_attention(t, 1, 100, 2, 256);  // D = 128, the largest head the kernel takes
     add_flash_attention(t, 2, 64, 4, 80);    // D = 20: not a multiple of 4 lanes' stride
+    add_qk_transforms(t, 2, 70, 3, 48);  // D = 16
+    add_qk_transforms(t, 1, 33, 2, 256);  // D = 128
+    add_qk_transforms(t, 3, 5, 1, 6);     // D = 6: fewer lanes than a warp
     add_mixed(t);
     add_activations(t);
     using G = ops::Gate;

@@ -51,6 +51,18 @@ std::map<std::string, std::vector<double>> grads_f64(const config::Config& cfg, 
   return snapshot(model.params(), ctx, true);
 }
 
+// The largest difference between two gradient snapshots, over every element.
+double max_diff(const std::map<std::string, std::vector<double>>& ref,
+                std::map<std::string, std::vector<double>>& g) {
+  double worst = 0;
+  for (auto& [name, v] : ref) {
+    EXPECT_EQ(v.size(), g[name].size()) << name;
+    if (v.size() != g[name].size()) return INFINITY;
+    for (size_t i = 0; i < v.size(); ++i) worst = std::max(worst, std::abs(v[i] - g[name][i]));
+  }
+  return worst;
+}
+
 TEST(Invariance, GradientsF64) {
   if (world().size() != 4) GTEST_SKIP() << "needs 4 ranks";
   for (double capacity : {0.0, 1.0}) {
@@ -63,13 +75,33 @@ TEST(Invariance, GradientsF64) {
     for (Layout l : {Layout{2, 2, false}, Layout{4, 4, false}, Layout{4, 2, false}, Layout{4, 1, false}}) {
       auto g = grads_f64(c, l);
       if (world().rank() != 0) continue;
-      double worst = 0;
-      for (auto& [name, v] : ref) {
-        ASSERT_EQ(v.size(), g[name].size()) << name;
-        for (size_t i = 0; i < v.size(); ++i) worst = std::max(worst, std::abs(v[i] - g[name][i]));
-      }
-      EXPECT_LT(worst, 1e-12) << "P=" << l.P << " ep=" << l.ep << " capacity " << capacity;
+      EXPECT_LT(max_diff(ref, g), 1e-12) << "P=" << l.P << " ep=" << l.ep << " capacity " << capacity;
     }
+  }
+}
+
+// The MSSP paper's transformer options: RoPE, QK-norm, and an MoE layer every 2 blocks with dense
+// MLPs between; the dense blocks and the per-head q, k transforms are data parallel.
+TEST(Invariance, PaperOptionsGradientsF64) {
+  if (world().size() != 4) GTEST_SKIP() << "needs 4 ranks";
+  config::Config c = invariance_config(0.0);
+  c.model.depth = 4;
+  c.parameterization.base.depth = 4;
+  c.model.position = "rope";
+  c.model.qk_norm = true;
+  c.moe.stride = 2;
+  c.parameterization.overrides["unembed"].zero_init = false;
+  c.parameterization.groups["unembed"].init_std = 0.05;
+  auto ref = grads_f64(c, {1, 1, false});
+  if (world().rank() == 0) {
+    EXPECT_EQ(ref.count("pos_embed"), 0u);
+    EXPECT_EQ(ref.count("blocks.0.mlp.up"), 1u);
+    EXPECT_EQ(ref.count("blocks.1.moe.router"), 1u);
+  }
+  for (Layout l : {Layout{2, 2, false}, Layout{4, 4, false}, Layout{4, 2, false}}) {
+    auto g = grads_f64(c, l);
+    if (world().rank() != 0) continue;
+    EXPECT_LT(max_diff(ref, g), 1e-12) << "P=" << l.P << " ep=" << l.ep;
   }
 }
 

@@ -370,6 +370,63 @@ TEST(Config, ValidationErrorsNameTheKey) {
   EXPECT_NO_THROW(parse_config("[train]\nbatch = 16\n[parallel]\nep = 4\n", kOrigin, {}, 8));
 }
 
+// The MSSP paper's transformer options: RoPE, QK-norm, dense MLP blocks between MoE blocks, and
+// the expert width as a ratio of N (resolved at load, so that sweeps scale the number).
+TEST(Config, PaperTransformerOptions) {
+  Config d = parse_config("", kOrigin, {});
+  EXPECT_EQ(d.model.position, "learned");
+  EXPECT_DOUBLE_EQ(d.model.rope_base, 10000);
+  EXPECT_FALSE(d.model.qk_norm);
+  EXPECT_EQ(d.moe.stride, 1);
+  EXPECT_EQ(config::mlp_width(d.model), 4 * d.model.width);
+  for (int l = 0; l < 4; ++l) EXPECT_TRUE(config::is_moe_block(d.moe, l));
+
+  Config c = parse_config(
+      "[model]\nwidth = 64\nheads = 2\ndepth = 6\nposition = \"rope\"\nrope_base = 500.0\n"
+      "qk_norm = true\nmlp_width = 100\n[moe]\nstride = 3\nexpert_ratio = 0.75\n",
+      kOrigin, {});
+  EXPECT_EQ(c.model.position, "rope");
+  EXPECT_DOUBLE_EQ(c.model.rope_base, 500);
+  EXPECT_TRUE(c.model.qk_norm);
+  EXPECT_EQ(config::mlp_width(c.model), 100);
+  EXPECT_EQ(c.moe.expert_width, 48);  // 0.75 * 64
+  EXPECT_EQ(c.moe.expert_ratio, 0.0);  // resolved: the config holds the number
+  EXPECT_EQ(config::moe_layer_count(c.moe, c.model.depth), 2);
+  EXPECT_EQ(config::moe_block(c.moe, 0), 2);  // the paper's code: l % stride == stride - 1
+  EXPECT_EQ(config::moe_block(c.moe, 1), 5);
+  EXPECT_FALSE(config::is_moe_block(c.moe, 0));
+  EXPECT_TRUE(config::is_moe_block(c.moe, 2));
+  // --set of the width before the ratio is resolved scales the expert width with it.
+  EXPECT_EQ(parse_config("[moe]\nexpert_ratio = 0.5\n", kOrigin, {"model.width=256"}).moe.expert_width, 128);
+  // The resolved config reloads to the same config.
+  EXPECT_EQ(config::to_toml(parse_config(config::to_toml(c), kOrigin, {})), config::to_toml(c));
+
+  struct Case {
+    std::string text;
+    const char* key;
+  };
+  std::vector<Case> cases = {
+      {"[model]\nposition = \"alibi\"\n", "model.position"},
+      {"[model]\nwidth = 30\nheads = 2\nposition = \"rope\"\n", "model.position"},  // d_head 15
+      {"[model]\nattention = false\nposition = \"rope\"\n", "model.position"},
+      {"[model]\nattention = false\nqk_norm = true\n", "model.qk_norm"},
+      {"[model]\nrope_base = 1.0\n", "model.rope_base"},
+      {"[model]\nqk_norm = 1\n", "model.qk_norm"},
+      {"[model]\nmlp_width = -1\n", "model.mlp_width"},
+      {"[model]\nmlp_width = 1.5\n", "model.mlp_width"},
+      {"[moe]\nstride = 0\n", "moe.stride"},
+      {"[model]\ndepth = 2\n[moe]\nstride = 3\n", "moe.stride"},
+      {"[moe]\nstride = \"2\"\n", "moe.stride"},
+      {"[moe]\nexpert_ratio = -1.0\n", "moe.expert_ratio"},
+      {"[moe]\nexpert_ratio = 0.001\n", "moe.expert_ratio"},  // rounds to no width
+      {"[moe]\nexpert_ratio = \"half\"\n", "moe.expert_ratio"},
+  };
+  for (const Case& cs : cases) {
+    std::string msg = ParseError(cs.text);
+    EXPECT_TRUE(Contains(msg, cs.key)) << cs.text << " -> " << msg;
+  }
+}
+
 TEST(Config, ValidationErrorViaSetNamesTheKey) {
   std::string msg = ParseError("", {"moe.top_k=9"});
   EXPECT_TRUE(Contains(msg, "moe.top_k"));

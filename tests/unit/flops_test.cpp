@@ -21,5 +21,15 @@ TEST(Flops, SwigluAndNoAttention) {
   EXPECT_EQ(metrics::flops_per_token(c), 6 * metrics::active_matmul_params(c));
 }
 
+TEST(Flops, DenseMlpBlocks) {
+  config::Config c;  // config C with an MoE layer every 2 blocks: blocks 1, 3 MoE, 0, 2 dense
+  c.moe.stride = 2;
+  // attention 4 * 65536; MoE blocks 2 * (1024 + 65536); dense MLPs 2 * (2 * 128 * 512)
+  const double params = 4 * 65536.0 + 2 * (1024 + 65536) + 2 * (2 * 128 * 512.0) + 128 * 512;
+  EXPECT_EQ(metrics::active_matmul_params(c), params);
+  c.model.mlp_width = 64;
+  EXPECT_EQ(metrics::active_matmul_params(c), params - 2 * 2 * 128 * (512 - 64.0));
+}
+
 }  // namespace
 }  // namespace moe::test

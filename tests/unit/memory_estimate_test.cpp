@@ -32,6 +32,26 @@ TEST(MemoryEstimate, ParameterCountsMatchTheModel) {
       }
 }
 
+// The MSSP paper's options change what the model registers: no position table with RoPE, a
+// dense MLP (and no router or experts) in the blocks moe.stride skips.
+TEST(MemoryEstimate, ParameterCountsMatchThePaperOptions) {
+  for (int64_t stride : {1, 2, 3})
+    for (const char* pos : {"learned", "rope"}) {
+      config::Config c = tiny_config();
+      c.model.depth = 3;
+      c.moe.stride = stride;
+      c.model.position = pos;
+      c.model.qk_norm = true;
+      c.model.mlp_width = 20;
+      auto ctx = comm::make_parallel_context(world().split(0, world().rank()), 1, &cpu());
+      optim::ParamTable table = optim::make_param_table(c);
+      models::Transformer model(c, table, ctx, DType::F32);
+      train::MemoryEstimate e = train::estimate_memory(c, 1);
+      EXPECT_EQ(e.dense_params, model.params().count(false)) << stride << pos;
+      EXPECT_EQ(e.expert_params, model.params().count(true)) << stride << pos;
+    }
+}
+
 TEST(MemoryEstimate, ScalesWithTheLayout) {
   config::Config c = tiny_config();
   c.train.batch = 16;

@@ -121,6 +121,69 @@ TEST(OpsGrad, AttentionBlocked) {
     }
 }
 
+TEST(OpsGrad, QkNorm) {
+  ops::Backend& be = cpu();
+  const int H = 3;
+  const int64_t n = 4, N = 12;
+  Tensor qkv = randn({n, 3 * N}, F64, "qkv_n", 1.5), R = randn({n, 3 * N}, F64, "R_n");
+  Tensor out = Tensor::empty({n, 3 * N}, F64), rstd = Tensor::empty({n, 2 * H}, F64);
+  auto loss = [&] {
+    be.qk_norm_forward(qkv, out, rstd, H, 1e-5);
+    return dot(R, out);
+  };
+  loss();
+  for (int64_t r = 0; r < n; ++r)  // each q and k head has unit RMS (up to eps); v is copied
+    for (int h = 0; h < 2 * H; ++h) {
+      double ss = 0;
+      for (int64_t d = 0; d < N / H; ++d) ss += std::pow(get(out, r * 3 * N + h * (N / H) + d), 2);
+      EXPECT_NEAR(ss / double(N / H), 1.0, 1e-3);
+    }
+  for (int64_t j = 2 * N; j < 3 * N; ++j) EXPECT_EQ(get(out, j), get(qkv, j));
+  Tensor dqkv = R.clone();  // in place, as the model runs it
+  be.qk_norm_backward(qkv, rstd, dqkv, dqkv, H);
+  EXPECT_LT(grad_check(loss, qkv, dqkv, 200), kTol);
+}
+
+TEST(OpsGrad, Rope) {
+  ops::Backend& be = cpu();
+  const int B = 2, T = 5, H = 2;
+  const int64_t n = B * T, N = 8;
+  Tensor x = randn({n, 3 * N}, F64, "qkv_r"), R = randn({n, 3 * N}, F64, "R_r");
+  Tensor y = Tensor::empty({n, 3 * N}, F64);
+  auto loss = [&] {
+    y.copy_from(x);
+    be.rope_forward(y, T, H, 100.0);
+    return dot(R, y);
+  };
+  loss();
+  // Position 0 is not rotated; position 1 rotates pair (0, D/2) of each head by 1 radian.
+  const int64_t D = N / H;
+  for (int64_t j = 0; j < 3 * N; ++j) EXPECT_DOUBLE_EQ(get(y, j), get(x, j));
+  const int64_t r1 = 3 * N;
+  EXPECT_NEAR(get(y, r1), get(x, r1) * std::cos(1.0) - get(x, r1 + D / 2) * std::sin(1.0), 1e-12);
+  EXPECT_NEAR(get(y, r1 + D / 2), get(x, r1 + D / 2) * std::cos(1.0) + get(x, r1) * std::sin(1.0), 1e-12);
+  for (int64_t j = 2 * N; j < 3 * N; ++j) EXPECT_EQ(get(y, r1 + j), get(x, r1 + j)) << "v untouched";
+  Tensor dx = R.clone();
+  be.rope_backward(dx, T, H, 100.0);
+  EXPECT_LT(grad_check(loss, x, dx, 200), kTol);
+  // A rotation keeps norms and relative positions: q_i . k_j depends on i - j only.
+  Tensor a = Tensor::zeros({n, 3 * N}, F64);
+  for (int64_t r = 0; r < n; ++r) {
+    set(a, r * 3 * N + 1, 1.0);      // q head 0 = e_1 at every position
+    set(a, r * 3 * N + N + 1, 1.0);  // k head 0 = e_1 + e_2 (both pairs)
+    set(a, r * 3 * N + N + 2, 1.0);
+  }
+  be.rope_forward(a, T, H, 100.0);
+  auto qk = [&](int64_t i, int64_t j) {
+    double s = 0;
+    for (int64_t d = 0; d < D; ++d) s += get(a, i * 3 * N + d) * get(a, j * 3 * N + N + d);
+    return s;
+  };
+  EXPECT_NEAR(qk(3, 1), qk(4, 2), 1e-12);
+  EXPECT_NEAR(qk(2, 2), 1.0, 1e-12);
+  EXPECT_GT(std::abs(qk(3, 1) - qk(3, 2)), 1e-3);
+}
+
 TEST(OpsGrad, Gelu) {
   ops::Backend& be = cpu();
   Tensor h = randn({3, 8}, F64, "h", 2.0), R = randn({3, 8}, F64, "R"), a = Tensor::empty({3, 8}, F64);

@@ -181,6 +181,33 @@ TEST(PaperTable, BottleneckBaseAndFourTimes) {
   }
 }
 
+// The dense MLP of the blocks without an MoE layer (moe.stride > 1): the code's mlp_up and
+// mlp_down are hidden matrices in every regime (1/sqrt(fan_in), lr_scale BASE_WIDTH / N, eps
+// 1/N), of width mlp_ratio 4 times N. Regime II at N = 256 and 1024.
+TEST(PaperTable, DenseMlpIsHiddenInEveryRegime) {
+  const double lr = 7.74e-3;
+  for (int scale : {1, 4}) {
+    config::Config c = bottleneck("mssp", scale);
+    c.model.depth = 8;
+    c.moe.stride = 2;
+    const double N = 256.0 * scale;
+    auto t = optim::make_param_table(c);
+    expect_rows(t,
+                {{Group::MlpUp, "normal", 1 / std::sqrt(N), lr / scale, 1e-8 / N, 0.1 * scale},
+                 {Group::MlpDown, "normal", 1 / std::sqrt(4 * N), lr / scale, 1e-8 / N, 0.1 * scale}},
+                "bottleneck mlp x" + std::to_string(scale));
+    EXPECT_EQ(t[Group::MlpUp].fan_out, int64_t(4 * N));
+    EXPECT_EQ(t[Group::MlpDown].fan_in, int64_t(4 * N));
+    EXPECT_EQ(t[Group::MlpDown].init_e.str(), "m_N^-1/2");  // F grows with N
+  }
+  // An explicit width keeps its ratio at the base: F = 3 N there too.
+  config::Config c = allscale("mup", 2);
+  c.model.mlp_width = 3 * 512;
+  auto t = optim::make_param_table(c);
+  EXPECT_NEAR(t[Group::MlpDown].init_std, 1 / std::sqrt(3 * 512.0), 1e-15);
+  EXPECT_NEAR(t[Group::MlpDown].lr, 4.64159e-3 / 2, 1e-15);
+}
+
 // Regime I (no transformer config in the paper's code; MupFixedE with a zero router for MSSP):
 // base N = N_e = 256, M = 8, K = 2, and 4x in N and N_e.
 TEST(PaperTable, RegimeOneRouter) {

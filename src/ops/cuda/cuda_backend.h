@@ -106,6 +106,12 @@ class CudaBackend final : public Backend {
                                 double scale) override;
   bool prefers_fused_attention() const override { return true; }
 
+  void qk_norm_forward(const Tensor& qkv, Tensor& out, Tensor& rstd, int H, double eps) override;
+  void qk_norm_backward(const Tensor& qkv, const Tensor& rstd, const Tensor& dout, Tensor& dqkv,
+                        int H) override;
+  void rope_forward(Tensor& qkv, int T, int H, double base) override;
+  void rope_backward(Tensor& dqkv, int T, int H, double base) override;
+
   void gelu_forward(const Tensor& h, Tensor& a) override;
   void gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh) override;
   void swiglu_forward(const Tensor& g, const Tensor& u, Tensor& a) override;

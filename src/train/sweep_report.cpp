@@ -96,6 +96,54 @@ std::string results_csv(const std::vector<RunResult>& results) {
   return os.str();
 }
 
+namespace {
+
+// PresetSummary::seeds, seed_std and seed_best_lr of s from its preset's runs.
+void seed_noise(const std::vector<RunResult>& results, PresetSummary& s) {
+  const size_t ns = s.scales.size(), nl = s.lrs.size();
+  for (const RunResult& r : results)
+    if (r.preset == s.preset && std::find(s.seeds.begin(), s.seeds.end(), r.seed) == s.seeds.end())
+      s.seeds.push_back(r.seed);
+  std::sort(s.seeds.begin(), s.seeds.end());
+  // [seed][scale][lr]: a finished run's loss, +inf diverged, NaN not there
+  std::vector<std::vector<std::vector<double>>> loss(
+      s.seeds.size(), std::vector<std::vector<double>>(ns, std::vector<double>(nl, kNaN)));
+  for (const RunResult& r : results) {
+    if (r.preset != s.preset) continue;
+    const size_t k = std::lower_bound(s.seeds.begin(), s.seeds.end(), r.seed) - s.seeds.begin();
+    const size_t si = std::lower_bound(s.scales.begin(), s.scales.end(), r.scale) - s.scales.begin();
+    const size_t li = std::lower_bound(s.lrs.begin(), s.lrs.end(), r.lr) - s.lrs.begin();
+    loss[k][si][li] = r.diverged ? kInf : r.status == "finished" ? r.final_loss : kNaN;
+  }
+  double ss = 0;
+  int64_t dof = 0;
+  for (size_t si = 0; si < ns; ++si)
+    for (size_t li = 0; li < nl; ++li) {
+      double sum = 0;
+      int n = 0;
+      for (size_t k = 0; k < s.seeds.size(); ++k)
+        if (std::isfinite(loss[k][si][li])) sum += loss[k][si][li], ++n;
+      if (n < 2) continue;
+      const double mean = sum / n;
+      for (size_t k = 0; k < s.seeds.size(); ++k)
+        if (std::isfinite(loss[k][si][li])) ss += (loss[k][si][li] - mean) * (loss[k][si][li] - mean);
+      dof += n - 1;
+    }
+  if (dof > 0) s.seed_std = std::sqrt(ss / double(dof));
+  for (size_t k = 0; k < s.seeds.size(); ++k) {
+    std::vector<double> best(ns, kNaN);
+    for (size_t si = 0; si < ns; ++si) {
+      int b = -1;
+      for (size_t li = 0; li < nl; ++li)
+        if (std::isfinite(loss[k][si][li]) && (b < 0 || loss[k][si][li] < loss[k][si][b])) b = int(li);
+      if (b >= 0) best[si] = s.lrs[size_t(b)];
+    }
+    s.seed_best_lr.push_back(best);
+  }
+}
+
+}  // namespace
+
 std::vector<PresetSummary> summarize(const std::vector<RunResult>& results) {
   std::vector<PresetSummary> out;
   std::vector<std::string> presets;
@@ -159,6 +207,7 @@ std::vector<PresetSummary> summarize(const std::vector<RunResult>& results) {
       const double at_small_optimum = s.loss.back()[s.best.front()];
       if (!std::isnan(at_small_optimum)) s.transfer_regret = at_small_optimum - s.loss.back()[s.best.back()];
     }
+    seed_noise(results, s);
     for (size_t li = 0; li < nl; ++li) {
       bool mono = true;
       double prev = kNaN;
@@ -245,6 +294,21 @@ std::string format_summary(const std::vector<RunResult>& results, const std::vec
       std::snprintf(buf, sizeof buf, "  loss at scale %g with the scale-%g optimal lr, minus the best there: %s\n",
                     s.scales.back(), s.scales.front(),
                     std::isinf(*s.transfer_regret) ? "diverged" : num(*s.transfer_regret, "%+.4f").c_str());
+      os << buf;
+    }
+    if (s.seeds.size() >= 2) {
+      os << "  each seed's optimal lr per scale:";
+      for (size_t k = 0; k < s.seeds.size(); ++k) {
+        os << (k ? ";" : "") << " seed " << s.seeds[k];
+        for (double lr : s.seed_best_lr[k]) os << " " << num(lr, "%.3e");
+      }
+      os << "\n";
+    }
+    if (s.seed_std) {
+      std::snprintf(buf, sizeof buf,
+                    "  seed noise: one run's final loss varies by %.4f (pooled std over seeds); a mean over %zu "
+                    "seeds by about %.4f\n",
+                    *s.seed_std, s.seeds.size(), *s.seed_std / std::sqrt(double(s.seeds.size())));
       os << buf;
     }
   }

@@ -57,6 +57,12 @@ struct PresetSummary {
   // At the largest scale: loss at the smallest scale's optimal LR minus the best loss there
   // (what transferring the small model's LR costs).
   std::optional<double> transfer_regret;
+  // Seed noise, to read the differences above against: the pooled standard deviation over seeds
+  // of one point's final loss (points with >= 2 finished seeds), and each seed's own optimal lr
+  // per scale ([seed][scale], NaN where it has none).
+  std::vector<int64_t> seeds;
+  std::optional<double> seed_std;
+  std::vector<std::vector<double>> seed_best_lr;
 };
 
 // Summaries in the order the presets first appear in `results`.

@@ -348,3 +348,31 @@ TEST(SweepReport, DivergedSeedMakesThePointDivergedAndNoOptimumMeansNoDrift) {
 
 }  // namespace
 }  // namespace moe::test
+
+namespace moe::test {
+namespace {
+
+TEST(SweepReport, SeedNoiseAndEachSeedsOptimum) {
+  // Two seeds that disagree by +-0.01 at every point (pooled std 0.01 * sqrt(2)), and whose own
+  // optima differ at scale 2.
+  std::vector<train::RunResult> rs = {
+      result("mup", 1, 1e-3, 1, 3.01), result("mup", 1, 1e-3, 2, 2.99),
+      result("mup", 1, 1e-2, 1, 2.51), result("mup", 1, 1e-2, 2, 2.49),
+      result("mup", 2, 1e-3, 1, 2.39), result("mup", 2, 1e-3, 2, 2.41),
+      result("mup", 2, 1e-2, 1, 2.41), result("mup", 2, 1e-2, 2, 2.39),
+  };
+  const std::vector<train::PresetSummary> s = train::summarize(rs);
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].seeds, (std::vector<int64_t>{1, 2}));
+  ASSERT_TRUE(s[0].seed_std.has_value());
+  EXPECT_NEAR(*s[0].seed_std, 0.01 * std::sqrt(2.0), 1e-12);
+  ASSERT_EQ(s[0].seed_best_lr.size(), 2u);
+  EXPECT_EQ(s[0].seed_best_lr[0], (std::vector<double>{1e-2, 1e-3}));
+  EXPECT_EQ(s[0].seed_best_lr[1], (std::vector<double>{1e-2, 1e-2}));
+  const std::string text = train::format_summary(rs, s);
+  EXPECT_TRUE(Contains(text, "each seed's optimal lr per scale: seed 1 1.000e-02 1.000e-03; seed 2 1.000e-02 1.000e-02"));
+  EXPECT_TRUE(Contains(text, "seed noise: one run's final loss varies by 0.0141"));
+}
+
+}  // namespace
+}  // namespace moe::test

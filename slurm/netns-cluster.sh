@@ -20,8 +20,8 @@
 #   exec N CMD...    run CMD inside node N (its network, hostname and /tmp)
 #   kill-node N      SIGKILL every process of node N (slurmd, steps, ranks): a node crash
 #   link N down|up   set node N's link down or up (the root-side end of its veth)
-#   netem N ARGS...  tc netem on node N's link, both directions (e.g. "delay 5ms loss 1%");
-#                    "netem N off" removes it
+#   impair N [loss PCT] [delay MS] [rate RATE]   loss, delay, bandwidth limit on node N's link,
+#                    both directions (tc netem, or a fallback without it: see impair_dev); "off" ends it
 #   restart-node N   start node N's slurmd again (after kill-node) and wait until it is idle
 #
 # Tunables (environment):
@@ -61,13 +61,15 @@ node_pid_file() { echo "$BASE/run/slurmd.node$1.pid"; }
 check_node() { [[ "${1:-}" =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ] && [ "$1" -le "$NODES" ] || die "no node '${1:-}' (1..$NODES)"; }
 
 write_config() {
+  local n
   mkdir -p "$BASE"/{munge,state,spool,log,run,tmp}
+  for n in $(seq 1 "$NODES"); do mkdir -p "$BASE/spool/node$n"; done
   chmod 0755 "$BASE"; chmod 0711 "$BASE/munge"  # munged: every directory above its socket world-executable
   if [ ! -s "$BASE/munge/munge.key" ]; then
     dd if=/dev/urandom of="$BASE/munge/munge.key" bs=1024 count=1 status=none
     chmod 0600 "$BASE/munge/munge.key"
   fi
-  local mpi=none n
+  local mpi=none
   [ -e /usr/lib/x86_64-linux-gnu/pmix2/lib/libpmix.so ] && mpi=pmix  # srun --mpi=pmix needs libpmix-dev
   {
     cat <<EOF
@@ -260,15 +262,63 @@ cmd_status() {
   squeue 2>/dev/null || true
 }
 
-netem() {  # n args...: both directions: root side (to the node) and node side (from the node)
-  local n=$1; shift
-  if [ "$*" = off ]; then
-    tc qdisc del dev "$(hveth "$n")" root 2>/dev/null || true
-    ip netns exec "$(ns "$n")" tc qdisc del dev eth0 root 2>/dev/null || true
-  else
-    tc qdisc replace dev "$(hveth "$n")" root netem "$@"
-    ip netns exec "$(ns "$n")" tc qdisc replace dev eth0 root netem "$@"
+# impair N [loss PCT] [delay MS] [rate RATE] | off: both directions of node N's link (the root-side
+# end shapes what goes to the node, the node's eth0 what leaves it). With the kernel's netem
+# qdisc, one netem does it all. Kernels without netem (CONFIG_NET_SCH_NETEM unset, as on the
+# Firecracker VM this was written on) get the same loss from a classic-BPF filter that matches
+# a packet with probability PCT% (its random ancillary load) and redirects it to an interface
+# that is down (dropped), and a rate limit from tbf, whose queue delays packets by up to
+# MOE_CLUSTER_TBF_LATENCY (50ms); a fixed delay is then not available and is refused.
+have_netem() {
+  [ -z "${_have_netem:-}" ] || return "$_have_netem"
+  ip link add "$NAME-probe" type ifb 2>/dev/null || return 1
+  _have_netem=1
+  tc qdisc add dev "$NAME-probe" root netem delay 1ms 2>/dev/null && _have_netem=0
+  ip link del "$NAME-probe" 2>/dev/null || true
+  return "$_have_netem"
+}
+
+impair_dev() {  # where ("" = root namespace, else a netns) dev loss delay rate
+  local where=$1 dev=$2 loss=$3 delay=$4 rate=$5 x=()
+  [ -n "$where" ] && x=(ip netns exec "$where")
+  "${x[@]}" tc qdisc del dev "$dev" root 2>/dev/null || true
+  "${x[@]}" tc qdisc del dev "$dev" clsact 2>/dev/null || true
+  [ -n "$loss$delay$rate" ] || return 0
+  if have_netem; then
+    "${x[@]}" tc qdisc add dev "$dev" root netem ${delay:+delay "${delay}ms"} ${loss:+loss "$loss%"} ${rate:+rate "$rate"}
+    return
   fi
+  [ -z "$delay" ] || die "this kernel has no netem qdisc: a fixed delay is not available (use rate: tbf queues)"
+  if [ -n "$rate" ]; then
+    "${x[@]}" tc qdisc add dev "$dev" root tbf rate "$rate" burst 64kb latency "${MOE_CLUSTER_TBF_LATENCY:-50ms}"
+  fi
+  if [ -n "$loss" ]; then
+    local drop=$NAME-drop thr
+    "${x[@]}" ip link show "$drop" >/dev/null 2>&1 || "${x[@]}" ip link add "$drop" type ifb  # stays down
+    [ -n "$where" ] || grep -qx "link $drop" "$BASE/created" || created link "$drop"
+    thr=$(awk -v p="$loss" 'BEGIN { printf "%.0f", 4294967296 * (1 - p / 100) }')
+    # ld rand; jge thr -> match (ret 1) else no match (ret 0)
+    "${x[@]}" tc qdisc add dev "$dev" clsact
+    "${x[@]}" tc filter add dev "$dev" egress bpf bytecode "4,32 0 0 4294963256,53 0 1 $thr,6 0 0 1,6 0 0 0" \
+      action mirred egress redirect dev "$drop"
+  fi
+}
+
+impair() {  # n [loss PCT] [delay MS] [rate RATE] | n off
+  local n=$1 loss="" delay="" rate=""; shift
+  if [ "${1:-}" != off ]; then
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        loss) loss=${2:?loss PCT}; shift 2 ;;
+        delay) delay=${2:?delay MS}; shift 2 ;;
+        rate) rate=${2:?rate RATE, e.g. 100mbit}; shift 2 ;;
+        *) die "impair N [loss PCT] [delay MS] [rate RATE] | off: unknown '$1'" ;;
+      esac
+    done
+    [ -n "$loss$delay$rate" ] || die "impair N [loss PCT] [delay MS] [rate RATE] | off"
+  fi
+  impair_dev "" "$(hveth "$n")" "$loss" "$delay" "$rate"
+  impair_dev "$(ns "$n")" eth0 "$loss" "$delay" "$rate"
 }
 
 case "${1:-}" in
@@ -285,12 +335,12 @@ case "${1:-}" in
     check_node "${2:-}"
     case "${3:-}" in up|down) ip link set "$(hveth "$2")" "$3" ;; *) die "link N up|down" ;; esac
     ;;
-  netem) check_node "${2:-}"; n=$2; shift 2; [ $# -gt 0 ] || die "netem N ARGS|off"; netem "$n" "$@" ;;
+  impair) check_node "${2:-}"; n=$2; shift 2; impair "$n" "$@" ;;
   restart-node)
     check_node "${2:-}"
     pid_alive "$(read_pid "$(node_pid_file "$2")")" || start_slurmd "$2"
     scontrol update nodename="node$2" state=resume 2>/dev/null || true
     wait_node_idle "node$2"
     ;;
-  *) echo "usage: $0 {start|stop|status|env|exec N CMD|kill-node N|link N up|down|netem N ARGS|off|restart-node N}" >&2; exit 2 ;;
+  *) echo "usage: $0 {start|stop|status|env|exec N CMD|kill-node N|link N up|down|impair N ARGS|off|restart-node N}" >&2; exit 2 ;;
 esac

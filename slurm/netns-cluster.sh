@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # A 4-node Slurm cluster on one machine, for running multi-node jobs where there is no cluster:
-# each node is a network namespace with its own hostname (UTS namespace), its own /tmp and one
-# veth into a bridge in the root namespace, on a private subnet this script creates. munged and
-# slurmctld run in the root namespace (on the bridge address); one `slurmd -N nodeX` runs inside
-# each node. The file system is shared, as on a cluster with a shared home, except /tmp: keep
-# run directories elsewhere (the default base directory is under /var/tmp). Open MPI talks TCP
+# each node is a network namespace with its own hostname (UTS namespace), its own /tmp and
+# /dev/shm, and one veth into a bridge in the root namespace, on a private subnet this script
+# creates. munged and slurmctld run in the root namespace (on the bridge address); one
+# `slurmd -N nodeX` runs inside each node. The file system is shared, as on a cluster with a
+# shared home, except /tmp and /dev/shm: keep run directories elsewhere (the default base
+# directory is under /var/tmp). Open MPI talks TCP
 # over the veths: `env` prints the MCA settings that keep it on the cluster subnet.
 # Root, iproute2 (ip, tc), util-linux (unshare), and what slurm/slurm-local.sh needs.
 #
@@ -17,7 +18,7 @@
 #   stop             cancel jobs, stop daemons, kill what runs in the nodes, delete all of the above
 #   status           daemons, addresses, sinfo, squeue
 #   env              print the exports for clients and Open MPI (eval it)
-#   exec N CMD...    run CMD inside node N (its network, hostname and /tmp)
+#   exec N CMD...    run CMD on node N (its network, hostname, /tmp and /dev/shm)
 #   kill-node N      SIGKILL every process of node N (slurmd, steps, ranks): a node crash
 #   link N down|up   set node N's link down or up (the root-side end of its veth)
 #   impair N [loss PCT] [delay MS] [rate RATE]   loss, delay, bandwidth limit on node N's link,
@@ -158,16 +159,26 @@ start_munged() {
   die "munged did not come up; see $BASE/log/munged.log"
 }
 
-# Runs a command inside node N: its network namespace (nsenter: unlike `ip netns exec`, it keeps
+# Starts a command as node N: its network namespace (nsenter: unlike `ip netns exec`, it keeps
 # /sys and so the cgroup mounts slurmd looks for), a UTS namespace (hostname nodeN) and a mount
-# namespace with the cluster's hosts file and a private /tmp, as each real node has: PMIx and
-# Open MPI keep per-step sockets there under names that would collide between nodes.
+# namespace with the cluster's hosts file, a private /tmp and a private /dev/shm (a tmpfs that
+# goes away with the node), as each real node has: PMIx, Open MPI and its shared-memory
+# transport keep per-job files there under names that would collide between nodes.
 in_node() {
   local n=$1; shift
   mkdir -p "$BASE/tmp/node$n" && chmod 1777 "$BASE/tmp/node$n"
   nsenter --net="/run/netns/$(ns "$n")" unshare --uts --mount --propagation private \
-    sh -c 'hostname "$1" && mount --bind "$2" /tmp && mount --bind "$3" /etc/hosts && shift 3 && exec "$@"' \
+    sh -c 'hostname "$1" && mount --bind "$2" /tmp && mount --bind "$3" /etc/hosts &&
+           mount -t tmpfs -o mode=1777,size=50% "node-shm" /dev/shm && shift 3 && exec "$@"' \
     sh "node$n" "$BASE/tmp/node$n" "$BASE/hosts" "$@"
+}
+
+# Runs a command on node N as its jobs run: in the namespaces of its slurmd.
+on_node() {
+  local n=$1 pid; shift
+  pid=$(read_pid "$(node_pid_file "$n")")
+  pid_alive "$pid" || die "node$n: slurmd is not running (restart-node $n)"
+  exec nsenter -t "$pid" --net --uts --mount "$@"
 }
 
 start_slurmd() { in_node "$1" /usr/sbin/slurmd -f "$CONF" -N "node$1"; }
@@ -329,7 +340,7 @@ case "${1:-}" in
     echo "export SLURM_CONF=$CONF"
     echo "export OMPI_MCA_btl_tcp_if_include=$NET.0/24 OMPI_MCA_oob_tcp_if_include=$NET.0/24"
     ;;
-  exec) check_node "${2:-}"; n=$2; shift 2; in_node "$n" "$@" ;;
+  exec) check_node "${2:-}"; n=$2; shift 2; on_node "$n" "$@" ;;
   kill-node) check_node "${2:-}"; kill_netns_procs "$(ns "$2")"; rm -f "$(node_pid_file "$2")" ;;
   link)
     check_node "${2:-}"

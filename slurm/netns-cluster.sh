@@ -339,6 +339,8 @@ case "${1:-}" in
   env)
     echo "export SLURM_CONF=$CONF"
     echo "export OMPI_MCA_btl_tcp_if_include=$NET.0/24 OMPI_MCA_oob_tcp_if_include=$NET.0/24"
+    # what slurm/*.sbatch set, for srun by hand: see slurm/train.sbatch
+    echo "export SLURM_PMIX_DIRECT_CONN=false"
     ;;
   exec) check_node "${2:-}"; n=$2; shift 2; on_node "$n" "$@" ;;
   kill-node) check_node "${2:-}"; kill_netns_procs "$(ns "$2")"; rm -f "$(node_pid_file "$2")" ;;

@@ -80,6 +80,16 @@ max_rel_diff() {
 base=$work/base.toml
 cp "$src/tests/inputs/base.toml" "$base"
 
+# Debian's Open MPI 4.1.4 under srun --mpi=pmix: now and then a rank segfaults in mca_btl_tcp.so
+# inside MPI_Init, before `moe` has run a line (docs/cluster.md, "A segfault at start"). Such a
+# launch is retried once, and counted; any other failure fails the test.
+init_crashes=0
+init_crash() {  # output files of a failed launch: 0 if it died in MPI_Init with that segfault
+  cat "$@" 2>/dev/null | grep -q "Segmentation fault" && ! cat "$@" 2>/dev/null | grep -q "^moe train: " || return 1
+  init_crashes=$((init_crashes + 1))
+  echo "note: a rank segfaulted inside MPI_Init (Open MPI TCP start-up race); retrying once"
+}
+
 # ---------------------------------------------------------------------------------------------
 if [ "$parts" = all ] || [ "$parts" = train ]; then
   echo "=== train: slurm/train.sbatch across nodes against single-host mpirun"
@@ -96,11 +106,16 @@ EOF
     args="--set parallel.ep=$ep --set train.steps=6 --set train.batch=8"
     timeout 120 mpirun -np "$P" "$moe" train --config "$base" $args --set "run.dir=$work/ref_$name" \
       >"$work/ref_$name.out" 2>&1 || { cat "$work/ref_$name.out"; fail "single-host mpirun $name"; }
-    MOE_HOSTS_FILE=$work/hosts_$name MOE_CONFIG=$base MOE_BIN=$work/moe-on-host \
-      MOE_ARGS="$args --set run.dir=$work/run_$name" \
-      timeout 120 sbatch --wait --nodes="$nodes" --ntasks-per-node="$per" --gpus-per-node=0 --cpus-per-task=1 \
-      --time=5 --output="$work/$name.out" "$src/slurm/train.sbatch" >/dev/null ||
-      { cat "$work/$name.out"; fail "sbatch slurm/train.sbatch $name"; }
+    for attempt in 1 2; do
+      rm -rf "$work/run_$name" "$work/hosts_$name"
+      MOE_HOSTS_FILE=$work/hosts_$name MOE_CONFIG=$base MOE_BIN=$work/moe-on-host \
+        MOE_ARGS="$args --set run.dir=$work/run_$name" \
+        timeout 120 sbatch --wait --nodes="$nodes" --ntasks-per-node="$per" --gpus-per-node=0 --cpus-per-task=1 \
+        --time=5 --output="$work/$name.out" "$src/slurm/train.sbatch" >/dev/null && break
+      [ "$attempt" = 1 ] && init_crash "$work/$name.out" && continue
+      cat "$work/$name.out"
+      fail "sbatch slurm/train.sbatch $name"
+    done
     grep -q "moe train: $P rank(s), ep=$ep" "$work/$name.out" || fail "$name: $(cat "$work/$name.out")"
     hosts=$(awk '{print $4}' "$work/hosts_$name" | sort -u | tr '\n' ' ')
     [ "$(awk '{print $4}' "$work/hosts_$name" | sort -u | wc -l)" -eq "$nodes" ] || fail "$name: ranks on hosts: $hosts"
@@ -165,7 +180,17 @@ if [ "$parts" = all ] || [ "$parts" = faults ]; then
   }
   # start_run <name> <steps>: srun in the background; returns once a checkpoint exists.
   start_run() {
+    local attempt
+    for attempt in 1 2; do
+      start_run_once "$@" && return 0
+      [ "$attempt" = 1 ] && init_crash "$work/$1.err" "$work/$1.out" && continue
+      cat "$work/$1.err"
+      fail "$1: no checkpoint within 60 s"
+    done
+  }
+  start_run_once() {
     run=$work/run_$1
+    rm -rf "$run"
     timeout 170 srun --mpi=pmix -N4 --ntasks-per-node=1 --kill-on-bad-exit=1 "$moe" train --config "$base" \
       --set parallel.ep=4 --set train.steps="$2" --set train.log_every=5 --set checkpoint.every=5 \
       --set parallel.timeout_s=10 --set "run.dir=$run" >"$work/$1.out" 2>"$work/$1.err" &
@@ -175,8 +200,8 @@ if [ "$parts" = all ] || [ "$parts" = faults ]; then
       kill -0 "$srun_pid" 2>/dev/null || break
       sleep 0.1
     done
-    cat "$work/$1.err"
-    fail "$1: no checkpoint within 60 s"
+    wait "$srun_pid" 2>/dev/null || true
+    return 1
   }
   # fault_case <name> <description> <inject command...>: inject, time until every rank is gone.
   fault_case() {
@@ -209,21 +234,21 @@ if [ "$parts" = all ] || [ "$parts" = faults ]; then
   # packets (without the netem qdisc a fixed delay is not available: slurm/netns-cluster.sh).
   impairment="loss 2 rate 20mbit"
   bash "$cluster" impair 3 $impairment
-  start_run netem 30
+  start_run lossy 30
   t0=$(now) rc=0
-  timeout 150 tail --pid="$srun_pid" -f /dev/null || fail "netem: still running after 150 s (a hang)"
+  timeout 150 tail --pid="$srun_pid" -f /dev/null || fail "lossy: still running after 150 s (a hang)"
   wait "$srun_pid" || rc=$?
   dropped=$(tc -s filter show dev "$MOE_CLUSTER_NAME-h3" egress 2>/dev/null | sed -n 's/^[[:space:]]*Sent [0-9]* bytes \([0-9]*\) pkt.*/\1/p' | head -n1)
   bash "$cluster" impair 3 off
   took=$(since "$t0")
   if [ "$rc" -eq 0 ]; then
-    grep -q '^{"step":30,' "$run/metrics.jsonl" || fail "netem: exit 0 without step 30"
+    grep -q '^{"step":30,' "$run/metrics.jsonl" || fail "lossy: exit 0 without step 30"
     line="finished 30 steps"
   else
-    grep -q "parallel.timeout_s" "$work/netem.err" || fail "netem: exit $rc without the watchdog's line: $(cat "$work/netem.err")"
-    line=$(grep -m1 "moe: error" "$work/netem.err")
+    grep -q "parallel.timeout_s" "$work/lossy.err" || fail "lossy: exit $rc without the watchdog's line: $(cat "$work/lossy.err")"
+    line=$(grep -m1 "moe: error" "$work/lossy.err")
   fi
-  echo "netem: exit $rc, $took s after the first checkpoint: $line (${dropped:-?} packets to node3 dropped)"
+  echo "lossy: exit $rc, $took s after the first checkpoint: $line (${dropped:-?} packets to node3 dropped)"
   echo "| (c) node3 link: $impairment (${dropped:-?} packets to node3 dropped), stays up | - (ran to the end, $took s after step 5) | $rc | $line | $(basename "$(readlink -f "$run/checkpoints/latest")") | - |" >>"$table"
 
   expect="node3|rank 2"
@@ -235,10 +260,14 @@ if [ "$parts" = all ] || [ "$parts" = faults ]; then
   echo "=== resume (b)'s run on 2 nodes at EP=2 (resharded from EP=4)"
   step=$(basename "$(readlink -f "$work/run_linkdown/checkpoints/latest")" | sed 's/step_0*//')
   target=$((step + 5))
-  timeout 120 srun --mpi=pmix -N2 -w node1,node2 --ntasks-per-node=1 --kill-on-bad-exit=1 "$moe" train \
-    --config "$base" --set parallel.ep=2 --set train.steps=$target --set train.log_every=5 --set checkpoint.every=5 \
-    --set "run.dir=$work/run_linkdown" --resume "$work/run_linkdown" >"$work/resume.out" 2>&1 ||
-    { cat "$work/resume.out"; fail "resume on 2 nodes at EP=2"; }
+  for attempt in 1 2; do
+    timeout 120 srun --mpi=pmix -N2 -w node1,node2 --ntasks-per-node=1 --kill-on-bad-exit=1 "$moe" train \
+      --config "$base" --set parallel.ep=2 --set train.steps=$target --set train.log_every=5 --set checkpoint.every=5 \
+      --set "run.dir=$work/run_linkdown" --resume "$work/run_linkdown" >"$work/resume.out" 2>&1 && break
+    [ "$attempt" = 1 ] && init_crash "$work/resume.out" && continue
+    cat "$work/resume.out"
+    fail "resume on 2 nodes at EP=2"
+  done
   grep -q "^{\"step\":$target," "$work/run_linkdown/metrics.jsonl" || fail "resume: no step $target"
   echo "resume: from step $step on node1,node2 at EP=2, continued to step $target, exit 0"
   sed -i "\$s/| - |\$/| from step $step on 2 nodes at EP=2: continued to step $target, exit 0 |/" "$table"
@@ -247,4 +276,4 @@ if [ "$parts" = all ] || [ "$parts" = faults ]; then
   [ -z "${MOE_FAULT_TABLE:-}" ] || cp "$table" "$MOE_FAULT_TABLE"
 fi
 
-echo "PASS: cluster test ($parts) in $SECONDS s"
+echo "PASS: cluster test ($parts) in $SECONDS s ($init_crashes launch(es) retried after a segfault in MPI_Init)"

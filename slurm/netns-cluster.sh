@@ -200,7 +200,8 @@ cmd_start() {
   done
   [ ! -s "$BASE/created" ] || die "$BASE/created exists: a cluster is up (or was not stopped); run stop first"
   mkdir -p "$BASE"; : >"$BASE/created"
-  trap 'log "start failed; undoing"; cmd_stop' ERR
+  # Any failure from here on (a command, or die) undoes what was made so far.
+  trap 'rc=$?; [ "$rc" -eq 0 ] || { log "start failed; undoing"; cmd_stop; }; exit "$rc"' EXIT
   write_config
   make_network
   write_hosts
@@ -214,7 +215,7 @@ cmd_start() {
     sleep 0.2
   done
   wait_node_idle $(for n in $(seq 1 "$NODES"); do echo "node$n"; done)
-  trap - ERR
+  trap - EXIT
   log "cluster ready: node1..node$NODES on $NET.0/24, $CPUS CPUs each; SLURM_CONF=$CONF"
 }
 

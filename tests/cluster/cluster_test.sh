@@ -51,8 +51,8 @@ finish() {
     tail -n 8 "$MOE_CLUSTER_DIR"/log/*.log 2>/dev/null || true
   fi
   [ -z "${MOE_CLUSTER_TEST_KEEP:-}" ] || { mkdir -p "$MOE_CLUSTER_TEST_KEEP"; cp "$work"/*.err "$work"/*.out "$work"/*.md "$MOE_CLUSTER_TEST_KEEP"/ 2>/dev/null || true; }
-  # Leftover ranks of a failed case: only processes started on this test's directory.
-  for p in $(pgrep -f -- "$work/" || true); do kill -9 "$p" 2>/dev/null || true; done
+  # Leftover ranks of a failed case: only this binary's processes on this test's directory.
+  for p in $(pgrep -f -- "^$moe .*$work/" || true); do kill -9 "$p" 2>/dev/null || true; done
   bash "$cluster" stop || true
   rm -rf "$work"
   exit "$rc"

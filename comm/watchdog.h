@@ -10,21 +10,27 @@
 // files and names the ranks that are outside any collective (hung or far behind) or whose
 // heartbeat stopped (the process is stopped, or its node is gone). A rank whose own thread was
 // not scheduled for a while (the process itself was stopped) restarts its clock instead of
-// blaming the others for a wait it slept through.
+// blaming the others for a wait it slept through. When every other rank's heartbeat says it is
+// waiting too (a node whose link went down while the shared file system still carries its
+// heartbeats), the rank that gives up probes the others over TCP (comm/peer_probe.h) and names
+// those that do not answer, with their hosts.
 #pragma once
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+
+#include "comm/peer_probe.h"
 
 namespace moe::comm {
 
 class Watchdog {
  public:
   // rank names this process in the message. The thread starts with the first set_timeout > 0.
-  explicit Watchdog(int rank) : rank_(rank) {}
+  explicit Watchdog(int rank);
   ~Watchdog();
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
@@ -67,7 +73,8 @@ class Watchdog {
   void run();
   // This rank's heartbeat file (one pwrite; no-op without a directory).
   void beat(int64_t now);
-  // "rank 2 is outside any collective for 4.1 s (hung or far behind)", ...; "" when none is known.
+  // "rank 2 is outside any collective for 4.1 s (hung or far behind)", ...; failing that, the
+  // ranks that do not answer a TCP probe; "" when none is known.
   std::string culprits(double period) const;
   // Prints one line and ends the job: MPI_Abort, with an alarm as a backstop in case the abort
   // itself blocks (MPI_Abort from a second thread is outside MPI_THREAD_FUNNELED's promise).
@@ -81,6 +88,8 @@ class Watchdog {
   std::string heartbeat_dir_;         // guarded by mu_; "" = no heartbeats
   int world_size_ = 0;
   int heartbeat_fd_ = -1;
+  std::unique_ptr<ProbeListener> probe_;  // with heartbeats: lets the other ranks test the path here
+  char host_[64] = {};
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

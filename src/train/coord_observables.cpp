@@ -55,7 +55,7 @@ LinearMs linear_ms(ops::Backend& cpu, const Tensor& w0, const Tensor& wt, const 
     r.eff += pb[i] * pb[i];
     r.prop += (pa[i] - p0[i]) * (pa[i] - p0[i]);
   }
-  const double c = n * out ? 1.0 / double(n * out) : 0.0;
+  const double c = n * out > 0 ? 1.0 / double(n * out) : 0.0;
   r.y *= c, r.dy *= c, r.eff *= c, r.prop *= c;
   return r;
 }

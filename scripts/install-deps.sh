@@ -8,6 +8,7 @@ pkgs=(
   libboost-serialization-dev libtomlplusplus-dev libgtest-dev libopenblas-dev libcli11-dev
   python3 python3-matplotlib python3-numpy
   slurmctld slurmd slurm-client munge
+  iproute2 util-linux
   clang libclang-rt-14-dev
 )
 missing=()

@@ -98,22 +98,37 @@ std::string results_csv(const std::vector<RunResult>& results) {
 
 namespace {
 
+template <class T> void sort_unique(std::vector<T>& v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+}
+
+// The position of x in a sorted vector that holds it.
+template <class T> size_t index_of(const std::vector<T>& v, const T& x) {
+  return size_t(std::lower_bound(v.begin(), v.end(), x) - v.begin());
+}
+
+// The index of the smallest finite value, -1 if there is none.
+int argmin_finite(const std::vector<double>& v) {
+  int best = -1;
+  for (size_t i = 0; i < v.size(); ++i)
+    if (std::isfinite(v[i]) && (best < 0 || v[i] < v[size_t(best)])) best = int(i);
+  return best;
+}
+
 // PresetSummary::seeds, seed_std and seed_best_lr of s from its preset's runs.
 void seed_noise(const std::vector<RunResult>& results, PresetSummary& s) {
   const size_t ns = s.scales.size(), nl = s.lrs.size();
   for (const RunResult& r : results)
-    if (r.preset == s.preset && std::find(s.seeds.begin(), s.seeds.end(), r.seed) == s.seeds.end())
-      s.seeds.push_back(r.seed);
-  std::sort(s.seeds.begin(), s.seeds.end());
+    if (r.preset == s.preset) s.seeds.push_back(r.seed);
+  sort_unique(s.seeds);
   // [seed][scale][lr]: a finished run's loss, +inf diverged, NaN not there
   std::vector<std::vector<std::vector<double>>> loss(
       s.seeds.size(), std::vector<std::vector<double>>(ns, std::vector<double>(nl, kNaN)));
   for (const RunResult& r : results) {
     if (r.preset != s.preset) continue;
-    const size_t k = std::lower_bound(s.seeds.begin(), s.seeds.end(), r.seed) - s.seeds.begin();
-    const size_t si = std::lower_bound(s.scales.begin(), s.scales.end(), r.scale) - s.scales.begin();
-    const size_t li = std::lower_bound(s.lrs.begin(), s.lrs.end(), r.lr) - s.lrs.begin();
-    loss[k][si][li] = r.diverged ? kInf : r.status == "finished" ? r.final_loss : kNaN;
+    loss[index_of(s.seeds, r.seed)][index_of(s.scales, r.scale)][index_of(s.lrs, r.lr)] =
+        r.diverged ? kInf : r.status == "finished" ? r.final_loss : kNaN;
   }
   double ss = 0;
   int64_t dof = 0;
@@ -132,12 +147,8 @@ void seed_noise(const std::vector<RunResult>& results, PresetSummary& s) {
   if (dof > 0) s.seed_std = std::sqrt(ss / double(dof));
   for (size_t k = 0; k < s.seeds.size(); ++k) {
     std::vector<double> best(ns, kNaN);
-    for (size_t si = 0; si < ns; ++si) {
-      int b = -1;
-      for (size_t li = 0; li < nl; ++li)
-        if (std::isfinite(loss[k][si][li]) && (b < 0 || loss[k][si][li] < loss[k][si][b])) b = int(li);
-      if (b >= 0) best[si] = s.lrs[size_t(b)];
-    }
+    for (size_t si = 0; si < ns; ++si)
+      if (const int b = argmin_finite(loss[k][si]); b >= 0) best[si] = s.lrs[size_t(b)];
     s.seed_best_lr.push_back(best);
   }
 }
@@ -157,10 +168,8 @@ std::vector<PresetSummary> summarize(const std::vector<RunResult>& results) {
       s.scales.push_back(r.scale);
       s.lrs.push_back(r.lr);
     }
-    for (auto* v : {&s.scales, &s.lrs}) {
-      std::sort(v->begin(), v->end());
-      v->erase(std::unique(v->begin(), v->end()), v->end());
-    }
+    sort_unique(s.scales);
+    sort_unique(s.lrs);
     const size_t ns = s.scales.size(), nl = s.lrs.size();
     // [scale][lr] -> (sum of finished losses, count, any diverged)
     struct Acc {
@@ -171,9 +180,7 @@ std::vector<PresetSummary> summarize(const std::vector<RunResult>& results) {
     std::vector<std::vector<Acc>> acc(ns, std::vector<Acc>(nl));
     for (const RunResult& r : results) {
       if (r.preset != p) continue;
-      size_t si = std::lower_bound(s.scales.begin(), s.scales.end(), r.scale) - s.scales.begin();
-      size_t li = std::lower_bound(s.lrs.begin(), s.lrs.end(), r.lr) - s.lrs.begin();
-      Acc& a = acc[si][li];
+      Acc& a = acc[index_of(s.scales, r.scale)][index_of(s.lrs, r.lr)];
       if (r.diverged)
         a.diverged = true;
       else if (r.status == "finished")
@@ -186,9 +193,7 @@ std::vector<PresetSummary> summarize(const std::vector<RunResult>& results) {
         s.loss[si][li] = a.diverged ? kInf : a.n ? a.sum / a.n : kNaN;
       }
     for (size_t si = 0; si < ns; ++si) {
-      int best = -1;
-      for (size_t li = 0; li < nl; ++li)
-        if (std::isfinite(s.loss[si][li]) && (best < 0 || s.loss[si][li] < s.loss[si][best])) best = int(li);
+      const int best = argmin_finite(s.loss[si]);
       bool edge = false;
       if (best >= 0) {
         bool below = false, above = false;  // a measured point (finite or diverged) on each side

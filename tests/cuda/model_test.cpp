@@ -7,6 +7,7 @@
 #include "models/transformer.h"
 #include "src/data/source.h"
 #include "src/optim/optimizer.h"
+#include "tests/batch_util.h"
 #include "tests/cuda/cuda_test_util.h"
 
 namespace moe::test {
@@ -25,11 +26,8 @@ std::vector<double> train_losses(ops::Backend& be, const config::Config& c, int 
   for (int s = 0; s < steps; ++s) {
     data::LocalBatch lb;
     data::load_batch(*src, s, c.train.batch, c.model.seq_len, 0, 1, lb);
-    const int64_t n = int64_t(lb.inputs.size());
-    Tensor in = Tensor::empty({n}, DType::I32), tg = Tensor::empty({n}, DType::I32);
-    std::copy(lb.inputs.begin(), lb.inputs.end(), in.data<int32_t>());
-    std::copy(lb.targets.begin(), lb.targets.end(), tg.data<int32_t>());
-    models::Batch b{in.to(be.device()), tg.to(be.device())};
+    const models::Batch host = host_batch(lb);
+    models::Batch b{host.inputs.to(be.device()), host.targets.to(be.device())};
     model.params().zero_grads();
     const models::LossParts lp = model.run(b, true);
     optim::StepInfo info = opt.reduce_gradients();

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "src/data/source.h"
+#include "tests/batch_util.h"
 #include "tests/mpi/mpi_util.h"
 
 namespace moe::test {
@@ -40,11 +41,7 @@ std::map<std::string, std::vector<double>> grads_f64(const config::Config& cfg, 
   auto src = data::make_source(c.data, c.model.vocab, c.model.seq_len);
   data::LocalBatch lb;
   data::load_batch(*src, 0, c.train.batch, c.model.seq_len, ctx.world->rank(), ctx.world->size(), lb);
-  models::Batch b;
-  b.inputs = Tensor::empty({int64_t(lb.inputs.size())}, DType::I32);
-  b.targets = Tensor::empty({int64_t(lb.inputs.size())}, DType::I32);
-  std::copy(lb.inputs.begin(), lb.inputs.end(), b.inputs.data<int32_t>());
-  std::copy(lb.targets.begin(), lb.targets.end(), b.targets.data<int32_t>());
+  models::Batch b = host_batch(lb);
   model.params().zero_grads();
   model.run(b, true);
   opt.reduce_gradients();

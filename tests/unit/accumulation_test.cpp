@@ -13,19 +13,11 @@
 #include "src/train/memory_estimate.h"
 #include "src/train/run_metrics.h"
 #include "src/train/trainer.h"
+#include "tests/batch_util.h"
 #include "tests/test_util.h"
 
 namespace moe::test {
 namespace {
-
-models::Batch to_batch(const data::LocalBatch& lb) {
-  models::Batch b;
-  b.inputs = Tensor::empty({int64_t(lb.inputs.size())}, DType::I32);
-  b.targets = Tensor::empty({int64_t(lb.targets.size())}, DType::I32);
-  std::copy(lb.inputs.begin(), lb.inputs.end(), b.inputs.data<int32_t>());
-  std::copy(lb.targets.begin(), lb.targets.end(), b.targets.data<int32_t>());
-  return b;
-}
 
 // The loss and every gradient of one step of `c` in f64, taken in micro-batches of `micro`
 // sequences (0 = at once).
@@ -48,7 +40,7 @@ StepGrads step_grads(config::Config c, int64_t micro) {
   for (int64_t m = 0; m < n; ++m) {
     data::LocalBatch lb;
     data::load_batch(*src, 2, c.train.batch, c.model.seq_len, 0, 1, lb, micro, m);
-    out.loss += model.run(to_batch(lb), true, m == 0);
+    out.loss += model.run(host_batch(lb), true, m == 0);
   }
   for (optim::Param& p : model.params().params()) {
     const double* g = p.grad.data<double>();
@@ -108,7 +100,7 @@ TEST(Accumulation, AuxLossIsTheMeanOverMicroSteps) {
     auto src = data::make_source(h.data, h.model.vocab, h.model.seq_len);
     data::LocalBatch lb;
     data::load_batch(*src, 2, c.train.batch, c.model.seq_len, 0, 1, lb, 4, m);
-    mean += model.run(to_batch(lb), false).aux / 2;
+    mean += model.run(host_batch(lb), false).aux / 2;
   }
   const StepGrads acc = step_grads(c, 4);
   EXPECT_GT(acc.loss.aux, 0);

@@ -4,6 +4,7 @@
 #include "comm/parallel_context.h"
 #include "models/transformer.h"
 #include "src/data/source.h"
+#include "tests/batch_util.h"
 #include "tests/test_util.h"
 
 namespace moe::test {
@@ -13,12 +14,7 @@ models::Batch first_batch(const config::Config& c) {
   auto src = data::make_source(c.data, c.model.vocab, c.model.seq_len);
   data::LocalBatch lb;
   data::load_batch(*src, 0, c.train.batch, c.model.seq_len, 0, 1, lb);
-  models::Batch b;
-  b.inputs = Tensor::empty({int64_t(lb.inputs.size())}, DType::I32);
-  b.targets = Tensor::empty({int64_t(lb.targets.size())}, DType::I32);
-  std::copy(lb.inputs.begin(), lb.inputs.end(), b.inputs.data<int32_t>());
-  std::copy(lb.targets.begin(), lb.targets.end(), b.targets.data<int32_t>());
-  return b;
+  return host_batch(lb);
 }
 
 TEST(ExpertBias, UpdateFollowsGlobalLoad) {

@@ -6,7 +6,7 @@ pkgs=(
   build-essential cmake ninja-build pkg-config
   openmpi-bin libopenmpi-dev libpmix-dev
   libboost-serialization-dev libtomlplusplus-dev libgtest-dev libopenblas-dev libcli11-dev
-  python3 python3-matplotlib python3-numpy
+  python3 python3-matplotlib python3-numpy python3-pip
   slurmctld slurmd slurm-client munge
   iproute2 util-linux
   clang libclang-rt-14-dev
@@ -22,4 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The CUDA build's CUTLASS and cuDNN paths need headers from PyPI wheels (Debian has none).
+if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
+  bash "$(dirname "$0")/fetch-gpu-headers.sh"
 fi

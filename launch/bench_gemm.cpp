@@ -11,6 +11,9 @@
 #include <memory>
 
 #include "comm/agree.h"
+#ifdef MOE_HAVE_CUDA
+#include "src/ops/cuda/cuda_backend.h"
+#endif
 #include "launch/bench.h"
 #include "src/metrics/json.h"
 
@@ -79,9 +82,48 @@ int64_t count_wrong(const Tensor& got_dev, const Tensor& want_dev) {
 struct Row {
   std::string config, shape;
   int64_t E, rows, in, out;
-  double grouped_tflops, dense_tflops;
-  int64_t wrong;
+  std::string impl;           // what the backend's default (Auto) path ran
+  double grouped_tflops;      // that path
+  double cublas_tflops;       // cuBLAS's grouped call, when the default path was CUTLASS; else NaN
+  double dense_tflops;
+  int64_t wrong;              // over every grouped path timed
 };
+
+#ifdef MOE_HAVE_CUDA
+ops::gpu::CudaBackend* cuda_of(ops::Backend& be) { return dynamic_cast<ops::gpu::CudaBackend*>(&be); }
+#endif
+
+// Runs `fn` (a grouped call) in the backend's mode `mode` (CUDA only; the CPU has one path):
+// once against the reference (after `reset`), then timed. Names the path that ran.
+struct Timed {
+  double seconds;
+  int64_t wrong;
+  std::string impl;
+};
+Timed time_grouped(ops::Backend& be, int mode, const std::function<void()>& reset,
+                   const std::function<void()>& fn, const Tensor& got, const Tensor& want,
+                   const GemmArgs& a) {
+  std::string impl = be.name();
+#ifdef MOE_HAVE_CUDA
+  ops::gpu::CudaBackend* g = cuda_of(be);
+  const ops::gpu::GroupedGemmMode old = g ? g->grouped_gemm_mode() : ops::gpu::GroupedGemmMode::Auto;
+  const int64_t before = g ? g->cutlass_calls() : 0;
+  if (g) g->set_grouped_gemm_mode(ops::gpu::GroupedGemmMode(mode));
+#else
+  (void)mode;
+#endif
+  reset();
+  fn();
+  const int64_t wrong = count_wrong(got, want);
+  const double sec = seconds_of(be, a.warmup, a.iters, fn);
+#ifdef MOE_HAVE_CUDA
+  if (g) {
+    impl = g->cutlass_calls() > before ? "cutlass" : "cublas";
+    g->set_grouped_gemm_mode(old);
+  }
+#endif
+  return {sec, wrong, impl};
+}
 
 Row run_shape(ops::Backend& be, const std::string& cname, const Shape3& s, int64_t E, int64_t rows,
               DType dt, const GemmArgs& a) {
@@ -103,7 +145,7 @@ Row run_shape(ops::Backend& be, const std::string& cname, const Shape3& s, int64
   const double flops = 2.0 * double(rows) * double(s.in) * double(s.out);
   Tensor w = rnd({E, s.out, s.in}, 1.0 / std::sqrt(double(s.in)), 1);
   Tensor grouped, reference, dense_out;
-  std::function<void()> grouped_fn, dense_fn;
+  std::function<void()> grouped_fn, dense_fn, reset = [] {};
   Tensor x, dy;
   // The reference: out[seg] = a[seg] op(W[g]) as one dense GEMM per expert segment.
   auto per_expert = [&](const Tensor& a_rows, bool trans_w, Tensor& out) {
@@ -139,25 +181,24 @@ Row run_shape(ops::Backend& be, const std::string& cname, const Shape3& s, int64
     grouped = Tensor::zeros({E, s.out, s.in}, DType::F32, dev);
     reference = Tensor::zeros({E, s.out, s.in}, DType::F32, dev);
     dense_out = Tensor::zeros({s.out, s.in}, DType::F32, dev);
-    // One grouped call adds into dW: compare after exactly one call, then time.
-    be.grouped_gemm_tn(dy, x, segs, grouped, 1.0);
     for (const ops::Segment& g : segs) {
       if (g.end == g.begin) continue;
       Tensor dws = reference.view({E * s.out, s.in}).rows(g.group * s.out, (g.group + 1) * s.out);
       be.gemm(dy.rows(g.begin, g.end), true, x.rows(g.begin, g.end), false, dws, 1.0, 1.0);
     }
-    const int64_t wrong = count_wrong(grouped, reference);
+    // The grouped call adds into dW: compare after exactly one call from zeros, then time.
+    reset = [&] { be.fill(grouped, 0.0); };
     grouped_fn = [&] { be.grouped_gemm_tn(dy, x, segs, grouped, 1.0); };
     dense_fn = [&] { be.gemm(dy, true, x, false, dense_out, 1.0, 1.0); };
-    const double tg = seconds_of(be, a.warmup, a.iters, grouped_fn);
-    const double td = seconds_of(be, a.warmup, a.iters, dense_fn);
-    return {cname, s.name, E, rows, s.in, s.out, flops / tg / 1e12, flops / td / 1e12, wrong};
   }
-  grouped_fn();
-  const int64_t wrong = count_wrong(grouped, reference);
-  const double tg = seconds_of(be, a.warmup, a.iters, grouped_fn);
+  // The default path (mode 0, Auto: CUTLASS where it applies), and cuBLAS's grouped call
+  // (mode 2) as the baseline when the default was CUTLASS.
+  const Timed main = time_grouped(be, 0, reset, grouped_fn, grouped, reference, a);
+  Timed cublas{std::nan(""), 0, ""};
+  if (main.impl == "cutlass") cublas = time_grouped(be, 2, reset, grouped_fn, grouped, reference, a);
   const double td = seconds_of(be, a.warmup, a.iters, dense_fn);
-  return {cname, s.name, E, rows, s.in, s.out, flops / tg / 1e12, flops / td / 1e12, wrong};
+  return {cname, s.name, E, rows, s.in, s.out, main.impl, flops / main.seconds / 1e12,
+          flops / cublas.seconds / 1e12, flops / td / 1e12, main.wrong + cublas.wrong};
 }
 
 int run_gemm(const GemmArgs& a) {
@@ -194,14 +235,20 @@ int run_gemm(const GemmArgs& a) {
               device_used.c_str(), dtype_used.c_str(),
               device_used == "cpu" && dtype_used == "bf16" ? " (CPU: stored bf16, computed in f32)" : "",
               a.iters, a.warmup);
+  std::printf("# grouped = the backend's default path (impl: cutlass = CUTLASS's Hopper grouped GEMM, "
+              "cublas = cublasGemmGroupedBatchedEx or its per-expert loop, cpu); cublas = cuBLAS's grouped "
+              "call on the same problems, timed when the default was CUTLASS\n");
   std::printf("# dense = one GEMM of the same FLOPs; ratio = grouped / dense; #wrong against the same products as per-expert dense GEMMs\n");
-  std::printf("%-16s %-9s %5s %8s %6s %6s %14s %13s %7s %8s\n", "config", "shape", "E", "rows", "in", "out",
-              "grouped(TF/s)", "dense(TF/s)", "ratio", "#wrong");
+  std::printf("%-16s %-9s %5s %8s %6s %6s %8s %14s %13s %13s %7s %8s\n", "config", "shape", "E", "rows", "in",
+              "out", "impl", "grouped(TF/s)", "cublas(TF/s)", "dense(TF/s)", "ratio", "#wrong");
   int64_t wrong = 0;
   for (const Row& r : rows) {
-    std::printf("%-16s %-9s %5lld %8lld %6lld %6lld %14.3f %13.3f %7.3f %8lld\n", r.config.c_str(),
+    char cub[32] = "-";
+    if (std::isfinite(r.cublas_tflops)) std::snprintf(cub, sizeof cub, "%.3f", r.cublas_tflops);
+    std::printf("%-16s %-9s %5lld %8lld %6lld %6lld %8s %14.3f %13s %13.3f %7.3f %8lld\n", r.config.c_str(),
                 r.shape.c_str(), (long long)r.E, (long long)r.rows, (long long)r.in, (long long)r.out,
-                r.grouped_tflops, r.dense_tflops, r.grouped_tflops / r.dense_tflops, (long long)r.wrong);
+                r.impl.c_str(), r.grouped_tflops, cub, r.dense_tflops, r.grouped_tflops / r.dense_tflops,
+                (long long)r.wrong);
     wrong += r.wrong;
   }
   if (!a.json.empty()) {
@@ -210,7 +257,8 @@ int run_gemm(const GemmArgs& a) {
     j.key("rows").begin_array();
     for (const Row& r : rows) {
       j.begin_object().kv("config", r.config).kv("shape", r.shape).kv("E", r.E).kv("rows", r.rows);
-      j.kv("in", r.in).kv("out", r.out).kv("grouped_tflops", r.grouped_tflops);
+      j.kv("in", r.in).kv("out", r.out).kv("impl", r.impl).kv("grouped_tflops", r.grouped_tflops);
+      if (std::isfinite(r.cublas_tflops)) j.kv("cublas_grouped_tflops", r.cublas_tflops);
       j.kv("dense_tflops", r.dense_tflops).kv("ratio", r.grouped_tflops / r.dense_tflops);
       j.kv("wrong", r.wrong).end_object();
     }

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "src/ops/cuda/cuda_backend.h"
@@ -109,6 +110,14 @@ inline double normalized_error(const Tensor& a, const Tensor& b) {
   }
   if (den == 0) return std::sqrt(num);
   return std::sqrt(num / den);
+}
+
+// Deterministic integers in [0, hi) from a name.
+inline std::vector<int32_t> rand_ints(int64_t n, int64_t hi, const std::string& name) {
+  rng::Stream s(rng::make_key(3, name), 0);
+  std::vector<int32_t> v(size_t(n), 0);
+  for (auto& x : v) x = int32_t(s.next_below(uint64_t(hi)));
+  return v;
 }
 
 // Bitwise equality of two tensors' bytes (same shape and dtype).

@@ -76,14 +76,6 @@ Tensor scalar(double v) {
   return t;
 }
 
-// Deterministic integers in [0, hi) from a name.
-std::vector<int32_t> rand_ints(int64_t n, int64_t hi, const std::string& name) {
-  rng::Stream s(rng::make_key(3, name), 0);
-  std::vector<int32_t> v(n);
-  for (auto& x : v) x = int32_t(s.next_below(uint64_t(hi)));
-  return v;
-}
-
 // Slots for combine / scatter: each kept (t, k) names a distinct row of y, in shuffled order;
 // a `drop` fraction is -1 (dropped); 3 rows at the end are named by no slot.
 struct Slots {

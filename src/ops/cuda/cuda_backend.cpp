@@ -91,6 +91,9 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   // fp32 GEMMs stay fp32 (no TF32): CUBLAS_COMPUTE_32F with the default math mode.
   MOE_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
   MOE_CUBLAS_CHECK(cublasSetPointerMode(cublas_, CUBLAS_POINTER_MODE_HOST));
+  MOE_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device_));
+  MOE_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major_, cudaDevAttrComputeCapabilityMajor, device_));
+  MOE_CUDA_CHECK(cudaDeviceGetAttribute(&cc_minor_, cudaDevAttrComputeCapabilityMinor, device_));
   // Keep freed blocks in the pool instead of returning them to the driver at every sync.
   cudaMemPool_t pool;
   MOE_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_));

@@ -39,8 +39,12 @@ enum ErrorCode : int32_t {
   kErrTarget = 4,   // cross-entropy target outside [0, V)
 };
 
-// How the grouped expert GEMMs are issued (Auto picks; tests force each path).
-enum class GroupedGemmMode { Auto, Loop, Grouped };
+// How the grouped expert GEMMs are issued (Auto picks; tests force each path). Auto and Cutlass
+// take CUTLASS's Hopper grouped GEMM for every call it can run (bf16 operands on a
+// compute-capability 9.0 GPU, widths multiples of 8: grouped_gemm_cutlass.cpp) and otherwise
+// behave alike: cuBLAS's grouped call for more than two problems, else the loop. Loop and
+// Grouped never take CUTLASS (the benchmark's and the tests' cuBLAS baselines).
+enum class GroupedGemmMode { Auto, Loop, Grouped, Cutlass };
 
 // One row-major GEMM of a grouped op: C (m x n) = alpha op(A) op(B) + beta C.
 struct GemmProblem {
@@ -153,6 +157,10 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas() const { return cublas_; }
   void set_grouped_gemm_mode(GroupedGemmMode m) { grouped_mode_ = m; }
   GroupedGemmMode grouped_gemm_mode() const { return grouped_mode_; }
+  // Whether this build has the CUTLASS kernels and this GPU runs them (sm_90a code runs on
+  // compute capability 9.0 only), and how many grouped calls went through them so far.
+  bool cutlass_available() const;
+  int64_t cutlass_calls() const { return cutlass_calls_; }
 
   // Used by the op files: the device status word, and a synchronizing read of it that throws
   // if a kernel recorded an error (`op` names the op in the message).
@@ -180,6 +188,15 @@ class CudaBackend final : public Backend {
   int staging_next_ = 0;
   GroupedGemmMode grouped_mode_ = GroupedGemmMode::Auto;
   bool grouped_supported_ = true;  // false once cuBLAS reported the grouped call unsupported
+  int sm_count_ = 0, cc_major_ = 0, cc_minor_ = 0;
+  int64_t cutlass_calls_ = 0;
+
+  // One CUTLASS grouped call (form 0 NT, 1 NN, 2 TN; see cutlass/grouped_gemm_sm90.h) over the
+  // non-empty segments, when the mode, the build, the GPU, the dtypes and the shapes allow it;
+  // false (nothing done) otherwise.
+  bool cutlass_grouped(int form, const Tensor& act, const Tensor& other, Tensor& out,
+                       int64_t out_features, int64_t in_features,
+                       const std::vector<Segment>& segs, float alpha, float beta);
 
   // Runs GEMM problems with one operand dtype (dt; C in dt_c), alpha and beta: in one grouped call when they are
   // `independent` (no two write the same C) and the mode allows, else one by one in order.

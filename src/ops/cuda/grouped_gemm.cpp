@@ -10,7 +10,8 @@
 // CPU. grouped_gemm_tn accumulates into dW[g], and several segments may share a group (one
 // per source rank): the grouped path then runs in waves, wave w holding the w-th segment of each
 // group, so no two problems of one call write the same dW[g] and each dW[g] still adds its
-// segments in order.
+// segments in order. Before all of these, CUTLASS's Hopper grouped GEMM takes every call it can
+// (grouped_gemm_cutlass.cpp): bf16 on an sm_90 GPU, where it is the fast path.
 #include <algorithm>
 #include <numeric>
 
@@ -59,7 +60,8 @@ void CudaBackend::run_gemm_problems(const std::vector<GemmProblem>& probs, DType
   if (probs.empty()) return;
   const cudaDataType_t t = cuda_type(dt), tc = cuda_type(dt_c);
   const bool grouped = independent && (grouped_mode_ == GroupedGemmMode::Grouped ||
-                                       (grouped_mode_ == GroupedGemmMode::Auto &&
+                                       ((grouped_mode_ == GroupedGemmMode::Auto ||
+                                         grouped_mode_ == GroupedGemmMode::Cutlass) &&
                                         grouped_supported_ && probs.size() > kLoopMaxProblems));
   if (grouped) {
     // Column-major form of each row-major problem (see gemm_rm.h): operands swapped.
@@ -108,6 +110,9 @@ void CudaBackend::grouped_gemm_nt(const Tensor& x, const Tensor& w,
   MOE_CHECK(x.dim(1) == in && y.dim(1) == out && x.dim(0) == y.dim(0), "grouped_gemm_nt shapes ",
             shape_str(x.shape()), " ", shape_str(w.shape()), " ", shape_str(y.shape()));
   check_segments(segs, x.dim(0), w.dim(0));
+  if (in > 0 && out > 0 && !rows_overlap(segs) &&
+      cutlass_grouped(0, x, w, y, out, in, segs, float(alpha), 0.0f))
+    return;
   const size_t es = dtype_size(x.dtype()), esc = dtype_size(y.dtype());
   const char *px = static_cast<const char*>(x.raw()), *pw = static_cast<const char*>(w.raw());
   char* py = static_cast<char*>(y.raw());
@@ -137,6 +142,9 @@ void CudaBackend::grouped_gemm_nn(const Tensor& dy, const Tensor& w,
             "grouped_gemm_nn shapes ", shape_str(dy.shape()), " ", shape_str(w.shape()), " ",
             shape_str(dx.shape()));
   check_segments(segs, dy.dim(0), w.dim(0));
+  if (in > 0 && out > 0 && !rows_overlap(segs) &&
+      cutlass_grouped(1, dy, w, dx, out, in, segs, float(alpha), float(beta)))
+    return;
   const size_t es = dtype_size(dy.dtype()), esc = dtype_size(dx.dtype());
   const char *pdy = static_cast<const char*>(dy.raw()), *pw = static_cast<const char*>(w.raw());
   char* pdx = static_cast<char*>(dx.raw());
@@ -194,15 +202,20 @@ void CudaBackend::grouped_gemm_tn(const Tensor& dy, const Tensor& x,
     return;
   }
   // Waves: the w-th non-empty segment of every group goes into wave w.
-  std::vector<std::vector<GemmProblem>> waves;
+  std::vector<std::vector<Segment>> waves;
   std::vector<size_t> seen(size_t(dw.dim(0)), 0);
   for (const Segment& s : segs) {
     if (s.end == s.begin) continue;
     size_t wv = seen[size_t(s.group)]++;
     if (wv == waves.size()) waves.emplace_back();
-    waves[wv].push_back(problem(s));
+    waves[wv].push_back(s);
   }
-  for (const auto& wave : waves) run_gemm_problems(wave, dy.dtype(), dw.dtype(), float(alpha), 1.0f, true);
+  for (const auto& wave : waves) {
+    if (cutlass_grouped(2, dy, x, dw, out, in, wave, float(alpha), 1.0f)) continue;
+    std::vector<GemmProblem> probs;
+    for (const Segment& s : wave) probs.push_back(problem(s));
+    run_gemm_problems(probs, dy.dtype(), dw.dtype(), float(alpha), 1.0f, true);
+  }
 }
 
 }  // namespace moe::ops::gpu

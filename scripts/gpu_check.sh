@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The GPU check in one call, for the lent GPU machine (/work/shared/docs/gpu-machine.md): prints
-# the environment, unpacks the carried .debs, builds `moe` and `test_cuda` with all cores, runs
-# the CUDA tests, `moe bench gemm` and `moe bench step` on configs A and B against the compiled
+# the environment, unpacks the carried .debs, builds `moe` and `test_cuda` (with the CUTLASS and
+# cuDNN paths when the carried .deps has their headers) with all cores, runs the CUDA tests,
+# `moe bench gemm` and `moe bench step` on configs A and B against the compiled
 # PyTorch peer, each step under its own `timeout` inside a 9-minute budget, and writes logs and
 # summary.json into OUTDIR (or $OUT). At most 8 files come back from that machine: this writes 8.
 #
 #   bash scripts/gpu_check.sh [--dry-run] [OUTDIR]
+#
+# On the device tool: carry [".debs", ".deps"] (bash ../shared/gpu/fetch-debs.sh .debs and
+# bash scripts/fetch-gpu-headers.sh fill them here; about 55 MB together).
 #
 # --dry-run does everything up to the first CUDA call (arguments, environment, unpacking, the
 # CMake configure of the CUDA build) and stops: run it here first, so that a lent machine is
@@ -94,6 +98,8 @@ finish() {
   echo "--- ls /usr/include/nccl.h"; ls /usr/include/nccl.h 2>&1
   echo "--- torch"; "$python" -c "import torch; print(torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())" 2>&1
   echo "--- pip nccl"; "$python" -c "import nvidia.nccl, os; print(list(nvidia.nccl.__path__))" 2>&1
+  echo "--- pip cudnn"; "$python" -c "import nvidia.cudnn, os; print(list(nvidia.cudnn.__path__))" 2>&1
+  echo "--- carried GPU headers (.deps)"; cat .deps/*/include/.version 2>&1
 } > "$out/env.txt" 2>&1
 cat "$out/env.txt"
 
@@ -130,6 +136,17 @@ if [ ! -f /usr/include/nccl.h ] && [ ! -f /usr/local/cuda/include/nccl.h ]; then
   fi
 fi
 nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+# CUTLASS, cudnn-frontend and cuDNN headers: carried in .deps (scripts/fetch-gpu-headers.sh, run
+# here before the device run), or fetched now where PyPI is reachable.
+[ -d .deps/cutlass/include ] || bash scripts/fetch-gpu-headers.sh >> "$out/env.txt" 2>&1
+# cuDNN is loaded at run time (dlopen "libcudnn.so.9"): the pip package's lib folder.
+cudnn_root=$("$python" -c "import nvidia.cudnn, os; print(list(nvidia.cudnn.__path__)[0])" 2>/dev/null)
+if [ -n "$cudnn_root" ] && ls "$cudnn_root"/lib/libcudnn.so* > /dev/null 2>&1; then
+  export LD_LIBRARY_PATH=$cudnn_root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  say "cuDNN from pip: $cudnn_root/lib"
+else
+  say "no pip cuDNN found: the fused attention uses our own kernels"
+fi
 
 # 3. Configure (no CUDA call yet: nvcc compiles, nothing runs on a device).
 # shellcheck disable=SC2086
@@ -140,6 +157,7 @@ if ! grep -q "CUDA backend: ON" "$out/build.log"; then
   say "the configure did not enable the CUDA backend (see build.log)"
   finish 1
 fi
+grep -E "CUTLASS grouped GEMM|cuDNN fused attention" "$out/build.log" | sed 's/^-- //' | while read -r l; do say "$l"; done
 if [ "$dry" = 1 ]; then
   say "dry run: arguments, environment, unpacking and the CUDA configure passed; stopping before the build and the first CUDA call"
   finish 0
@@ -149,7 +167,10 @@ fi
 step build 300 "$out/build.log" cmake --build "$build" -j "$(nproc)" --target moe test_cuda || finish 1
 bin=$build/bin
 
-# 5. The CUDA tests (one rank; two ranks sharing the GPU when mpirun exists).
+# 5. The CUDA tests: the new kernels first (CUTLASS grouped GEMM, cuDNN attention), so that their
+# result is in even if the whole suite runs out of time; then everything (one rank; two ranks
+# sharing the GPU when mpirun exists).
+step test_cuda_new 60 "$out/tests.log" "$bin/test_cuda" --gtest_filter='*Cutlass*:*Cudnn*'
 step test_cuda 180 "$out/tests.log" "$bin/test_cuda" --gtest_output=json:"$out/test_cuda.json"
 if command -v mpirun > /dev/null; then
   step test_cuda_np2 90 "$out/tests.log" mpirun -np 2 "$bin/test_cuda" --gtest_brief=1

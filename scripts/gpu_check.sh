@@ -18,7 +18,7 @@
 # scratch folder under OUTDIR), BUDGET_S (default 540), PYTHON (default python3).
 set -uo pipefail
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 dry=0
 out=""
 for a in "$@"; do

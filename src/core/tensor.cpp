@@ -1,6 +1,7 @@
 // Tensor storage: 64-byte aligned host memory, device memory through registered hooks.
 #include "src/core/tensor.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -12,7 +13,26 @@ DeviceFree g_device_free = nullptr;
 DeviceCopy g_device_copy = nullptr;
 DeviceMemset g_device_memset = nullptr;
 TransferStats g_transfers;  // process-wide, like the hooks: the tensor layer has no context
+// Per device (CPU, CUDA); atomic because a data-loading thread may make tensors too.
+std::atomic<int64_t> g_live[2], g_peak[2];
+
+void count_storage(Device d, int64_t bytes) {
+  const int i = d == Device::CPU ? 0 : 1;
+  const int64_t now = g_live[i].fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  int64_t peak = g_peak[i].load(std::memory_order_relaxed);
+  while (now > peak && !g_peak[i].compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
 }  // namespace
+
+TensorBytes tensor_bytes(Device d) {
+  const int i = d == Device::CPU ? 0 : 1;
+  return {g_live[i].load(std::memory_order_relaxed), g_peak[i].load(std::memory_order_relaxed)};
+}
+void reset_tensor_peak(Device d) {
+  const int i = d == Device::CPU ? 0 : 1;
+  g_peak[i].store(g_live[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
+}
 
 void register_device_memset(DeviceMemset memset) { g_device_memset = memset; }
 
@@ -43,6 +63,7 @@ void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size
 
 Storage::~Storage() {
   if (!ptr) return;
+  count_storage(device, -int64_t(bytes));
   if (device == Device::CPU) {
     std::free(ptr);
   } else if (g_device_free) {
@@ -82,6 +103,7 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
     MOE_CHECK(g_device_alloc, "no CUDA backend in this build");
     t.storage_->ptr = g_device_alloc(bytes);
   }
+  count_storage(device, int64_t(bytes));
   return t;
 }
 

@@ -49,6 +49,14 @@ TransferStats transfer_stats();
 void count_host_sync();
 void count_transfer(Device dst, Device src, size_t bytes);
 
+// Bytes held by live tensor storage on a device, and the most held at once since the last
+// reset_tensor_peak: what the memory estimate is checked against (memory_estimate_test.cpp).
+struct TensorBytes {
+  int64_t live = 0, peak = 0;
+};
+TensorBytes tensor_bytes(Device device);
+void reset_tensor_peak(Device device);
+
 class Tensor {
  public:
   Tensor() = default;

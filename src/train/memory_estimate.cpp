@@ -80,9 +80,9 @@ MemoryEstimate estimate_memory(const config::Config& cfg, int world_size) {
   est.expert_params = int64_t(expert);
   est.params = (dense + expert) * kF32;
   est.grads = est.params;
-  // Mixed precision keeps a bf16 copy of every weight beside the f32 master; activations are
-  // still counted at 4 bytes below (most are bf16 then: an upper bound).
-  if (cfg.train.dtype == "bf16") est.params += (dense + expert) * 2;
+  // Mixed precision keeps a bf16 copy of every weight beside the f32 master.
+  const bool mixed = cfg.train.dtype == "bf16";
+  if (mixed) est.params += (dense + expert) * 2;
 
   // Optimizer: m (and v for Adam) for the expert buffer and the dense buffer or its shard;
   // ZeRO-1 adds a padded copy of the dense buffer and a gradient shard.
@@ -92,30 +92,45 @@ MemoryEstimate estimate_memory(const config::Config& cfg, int world_size) {
   est.optimizer =
       (slots * (dense_len + expert) + (cfg.parallel.zero1 ? shard * P + shard : 0)) * kF32;
 
-  // Activations kept across the step (models/transformer.cpp, attention.cpp, moe_layer.cpp).
+  // Activations kept across the step (models/transformer.cpp, attention.cpp, dense_mlp.cpp,
+  // moe_layer.cpp, dispatcher.cpp), in bytes: the residual stream, norms, router, logits and
+  // loss in f32 (`f`), the GEMM and attention operands in the compute dtype (`c`: 2 bytes under
+  // mixed precision), which then also keeps each sublayer's input and output gradient cast to
+  // it (models/linear.h as_dtype) and the unembedding's input and logit gradient.
+  const double f = kF32, c = mixed ? 2 : kF32, cast = mixed ? 1 : 0;
   const double subs = L * (attn ? 2 : 1);
-  double act = (subs + 1) * n * N;  // residual stream h
-  act += subs * (n * N + n);        // normed inputs and 1/rms per sublayer
+  double act = (subs + 1) * n * N * f;  // residual stream h
+  act += subs * (n * N + n) * f;        // normed inputs and 1/rms per sublayer
   // qkv, dqkv, o, do, and the probabilities (B, H, T, T), or on CUDA the fused attention's
-  // row statistics (B, H, T) (models/attention.cpp: heads up to 128 wide).
+  // row statistics (B, H, T), f32 (models/attention.cpp: heads up to 128 wide).
   const bool fused = cfg.parallel.device == "cuda" && N / H <= 128;
-  if (attn) act += L * (n * 3 * N * 2 + n * N * 2 + B * H * T * (fused ? 1 : T));
-  if (attn && m.qk_norm) act += L * (n * 3 * N + n * 2 * H);  // the projection before QK-norm, 1/rms
-  act += Lm * (3 * n * M + 2 * n * K + n * K);  // router logits, gates, dlogits; idx, w; dw
-  act += Ld * 4 * n * Fd;                       // dense MLP: pre-activation, GELU, their grads
-  act += 6 * n * N + 2 * n + n * V;            // sub_out, final norm, dfn, dh, dsub, dxn; logits
-  est.activations = act * kF32 * kReuseSlack;
+  if (attn) {
+    act += L * ((n * 3 * N * 2 + n * N * 2 + cast * 2 * n * N) * c +
+                B * H * T * (fused ? f : T * c));
+    if (m.qk_norm) act += L * (n * 3 * N * c + n * 2 * H * f);  // the projection before QK-norm, 1/rms
+  }
+  act += Lm * (3 * n * M + 2 * n * K + n * K) * f;  // router logits, gates, dlogits; idx, w; dw
+  act += Ld * (4 * n * Fd + cast * 2 * n * N) * c;  // dense MLP: pre-activation, GELU, their grads
+  act += (6 * n * N + 2 * n + n * V) * f;           // sub_out, final norm, dfn, dh, dsub, dxn; logits
+  act += cast * (n * N + n * V) * c;                // the unembedding's operands
+  est.activations = act * kReuseSlack;
 
   // Exchange and expert buffers per MoE layer at the expected load (models/moe/dispatcher.cpp,
-  // experts.cpp): four (rows, N) buffers on the sending side and four on the receiving side,
-  // plus (rows, Ne) expert activations. Rows sent = n K (fewer with a capacity); rows received
-  // = n K at balance, times the capacity factor or the dropless headroom. With EP = 1 nothing
-  // is exchanged: both sides are the same n K rows and share their buffers.
+  // experts.cpp). Rows sent = n K (fewer with a capacity); rows received = n K at balance,
+  // times the capacity factor or the dropless headroom. Sending side: the gathered rows and
+  // their f32 output gradient, and with EP > 1 the returned outputs and input gradients; under
+  // mixed precision also the outputs widened to f32, the gradient narrowed back and the input
+  // gradient widened. Receiving side: the expert outputs and input gradients, and with EP > 1
+  // the received rows and output gradients (with EP = 1 these are the sending side's). Plus the
+  // (rows, Ne) expert activations and, mixed, the layer's input cast to bf16.
   const double cf = e.capacity_factor > 0 ? e.capacity_factor : kDroplessHeadroom;
   const double sent = n * K * std::min(1.0, cf);
   const double recv = EP > 1 ? n * K * cf : sent;
-  const double per_layer = 4 * sent * N + (EP > 1 ? 4 * recv * N : 0) + recv * F * (swiglu ? 6 : 4);
-  est.a2a = Lm * per_layer * kF32 * kReuseSlack;
+  const double ep = EP > 1 ? 1 : 0;
+  const double send_side = sent * N * (c + f + cast * (f + c + f) + ep * 2 * c);
+  const double recv_side = recv * N * (2 + ep * 2) * c;
+  const double per_layer = send_side + recv_side + recv * F * (swiglu ? 6 : 4) * c + cast * n * N * c;
+  est.a2a = Lm * per_layer * kReuseSlack;
   est.runtime = cfg.parallel.device == "cuda" ? 0 : kRuntimeBytes;
   return est;
 }

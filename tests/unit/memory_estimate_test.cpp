@@ -1,11 +1,14 @@
 // The memory estimate (src/train/memory_estimate.h): its parameter counts are exactly what the
 // model allocates, for every architecture option; the terms scale as the layout says (ZeRO-1
 // shards the dense optimizer state, more ranks mean fewer activations each); and the check
-// refuses only above the limit, with a message naming the key, the estimate and the limit.
+// refuses only above the limit, with a message naming the key, the estimate and the limit; the
+// activation terms bound what a step keeps allocated (live tensor bytes), f32 and bf16.
 // (tests/reliability/numerics_test.cpp compares the total with a real run's peak RSS.)
 #include "src/train/memory_estimate.h"
 
 #include "models/transformer.h"
+#include "src/data/source.h"
+#include "tests/batch_util.h"
 #include "src/optim/parameterization.h"
 #include "tests/test_util.h"
 
@@ -79,9 +82,63 @@ TEST(MemoryEstimate, Bf16CopiesAndFusedAttention) {
   c.parallel.device = "cuda";
   const train::MemoryEstimate gpu = train::estimate_memory(c, 1);
   const double B = double(c.train.batch), H = double(c.model.heads), T = double(c.model.seq_len);
-  // Probabilities minus row statistics, 4 bytes each, with the estimate's 25% reuse slack.
-  const double saved = double(c.model.depth) * B * H * T * (T - 1) * 4 * 1.25;
+  // bf16 probabilities (2 bytes) minus f32 row statistics, with the estimate's 25% reuse slack.
+  const double saved = double(c.model.depth) * B * H * T * (T * 2 - 4) * 1.25;
   EXPECT_NEAR(bf16.activations - gpu.activations, saved, 1e-9 * saved);
+}
+
+// The activation and exchange terms against what one training step really keeps: the live
+// tensor bytes it adds to what was held before it (parameters, gradients, bf16 weight copies,
+// the batch), in f32 and under mixed precision, where the GEMM and attention operands, expert
+// activations and exchanged rows are bf16 and the residual stream, norms, router and logits
+// stay f32. The estimate is an upper bound (it adds the buffers' 25% reuse slack and the
+// dropless exchange headroom), and not a loose one.
+TEST(MemoryEstimate, ActivationsBoundWhatAStepHolds) {
+  for (bool paper : {false, true}) {
+    double held_of[2] = {0, 0}, bound_of[2] = {0, 0};
+    for (int bf16 = 0; bf16 < 2; ++bf16) {
+      config::Config c = learning_config();
+      c.train.batch = 8;
+      if (paper) {  // the MSSP paper's transformer: QK-norm, RoPE, dense MLPs between MoE blocks
+        c.model.qk_norm = true;
+        c.model.position = "rope";
+        c.model.depth = 4;
+        c.moe.stride = 2;
+        c.moe.activation = "swiglu";
+      }
+      c.train.dtype = bf16 ? "bf16" : "f32";
+      optim::ParamTable table = optim::make_param_table(c);
+      auto ctx = comm::make_parallel_context(world().split(0, world().rank()), 1, &cpu());
+      models::Transformer model(c, table, ctx, DType::F32, bf16 ? DType::BF16 : DType::F32);
+      model.init_params(5);
+      auto src = data::make_source(c.data, c.model.vocab, c.model.seq_len);
+      data::LocalBatch lb;
+      data::load_batch(*src, 2, c.train.batch, c.model.seq_len, 0, 1, lb);
+      const models::Batch b = host_batch(lb);
+      model.params().zero_grads();
+      const int64_t before = tensor_bytes(Device::CPU).live;
+      reset_tensor_peak(Device::CPU);
+      model.run(b, true, true);
+      // Kept: the buffers the step leaves allocated for the next (every activation is one).
+      // The peak adds the ops' temporaries: none in f32; under bf16 the CPU backend's f32
+      // copies of bf16 operands (it stores bf16 but computes in f32), which a GPU does not make.
+      const double held = double(tensor_bytes(Device::CPU).live - before);
+      const double peak = double(tensor_bytes(Device::CPU).peak - before);
+      const train::MemoryEstimate e = train::estimate_memory(c, 1);
+      const double bound = e.activations + e.a2a;
+      std::printf(
+          "  %s%s: a step keeps %.0f bytes above the model (peak %.0f); activations + exchange "
+          "estimated %.0f (%.2fx what it keeps)\n",
+          paper ? "paper " : "", c.train.dtype.c_str(), held, peak, bound, bound / held);
+      EXPECT_GE(bound, held) << c.train.dtype;
+      EXPECT_LE(bound, 1.5 * held) << c.train.dtype;
+      if (!bf16) EXPECT_GE(bound, peak);
+      held_of[bf16] = held;
+      bound_of[bf16] = bound;
+    }
+    EXPECT_LT(held_of[1], held_of[0]);
+    EXPECT_LT(bound_of[1], bound_of[0]);
+  }
 }
 
 TEST(MemoryEstimate, CheckRefusesOnlyAboveTheLimit) {

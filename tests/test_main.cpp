@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <cstdlib>
+
 #include "comm/mpi_communicator.h"
 
 namespace {
@@ -23,6 +25,15 @@ class FailurePrinter : public ::testing::EmptyTestEventListener {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // What scripts/env.sh exports, for a suite run without it: CMake 3.25's gtest_discover_tests
+  // hands a discovered test only the first variable of tests/CMakeLists.txt's MOE_MPI_ENV.
+  // Root allowed, oversubscription allowed, the shared-memory and TCP transports; only where
+  // unset, and inherited by the mpirun the reliability tests start.
+  static const char* const kEnv[][2] = {
+      {"OMPI_ALLOW_RUN_AS_ROOT", "1"},      {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"},
+      {"OMPI_MCA_pml", "ob1"},              {"OMPI_MCA_btl", "self,vader,tcp"},
+      {"OMPI_MCA_rmaps_base_oversubscribe", "1"}};
+  for (const auto& kv : kEnv) setenv(kv[0], kv[1], /*overwrite=*/0);
   moe::comm::mpi_init(&argc, &argv);
   ::testing::InitGoogleTest(&argc, argv);
   int rank = 0;

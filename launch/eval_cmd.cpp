@@ -46,6 +46,10 @@ int run_eval(const EvalArgs& a) {
       sets.insert(sets.begin(), "parallel.ep=" + std::to_string(ep));
     }
     cfg = config::parse_config(m.config, dir + "/manifest.toml", sets, w.size());
+    // The evaluation reads its own held-out source below (--batches x train.batch sequences):
+    // the Trainer's validation, and its check of train.eval_batches against the split, is not
+    // used and must not refuse a train.batch that --batches allows.
+    cfg.train.eval_batches = 0;
   });
   set_collective_timeout(cfg);
   std::unique_ptr<ops::Backend> backend;

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "src/ckpt/directory.h"
+#include "src/data/files.h"
 #include "tests/child_env.h"
 #include "tests/test_util.h"
 
@@ -58,25 +59,30 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
   return a;
 }
 
+// A small model writing its run directory to `run`, a checkpoint every step.
+std::vector<std::string> small_model(const std::string& run) {
+  return {"--set", "run.dir=" + run,
+          "--set", "model.vocab=64",
+          "--set", "model.seq_len=16",
+          "--set", "model.width=32",
+          "--set", "model.heads=2",
+          "--set", "model.depth=2",
+          "--set", "moe.expert_width=32",
+          "--set", "parameterization.base.width=32",
+          "--set", "parameterization.base.expert_width=32",
+          "--set", "parameterization.base.depth=2",
+          "--set", "parallel.ep=1",
+          "--set", "checkpoint.every=1",
+          "--set", "train.log_every=100000"};
+}
+
 TEST(CheckpointCli, KillResumeEvalExport) {
   if (!fs::exists(kMoe)) GTEST_SKIP() << kMoe << " is not built";
   const std::string dir = ::testing::TempDir() + "moe_cli_" + std::to_string(::getpid());
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string run = dir + "/run";
-  const std::vector<std::string> model = {"--set", "run.dir=" + run,
-                                          "--set", "model.vocab=64",
-                                          "--set", "model.seq_len=16",
-                                          "--set", "model.width=32",
-                                          "--set", "model.heads=2",
-                                          "--set", "model.depth=2",
-                                          "--set", "moe.expert_width=32",
-                                          "--set", "parameterization.base.width=32",
-                                          "--set", "parameterization.base.expert_width=32",
-                                          "--set", "parameterization.base.depth=2",
-                                          "--set", "parallel.ep=1",
-                                          "--set", "checkpoint.every=1",
-                                          "--set", "train.log_every=100000"};
+  const std::vector<std::string> model = small_model(run);
 
   // 1. A long run saving every step, killed once a few checkpoints exist.
   pid_t pid = spawn(with({"train", "--set", "train.steps=1000000"}, model), dir + "/train1.log");
@@ -131,6 +137,42 @@ TEST(CheckpointCli, KillResumeEvalExport) {
   const std::string log3 = slurp(dir + "/train3.log");
   EXPECT_TRUE(Contains(log3, "moe: error: "));
   EXPECT_TRUE(Contains(log3, "manifest.toml: model.heads differs"));
+  fs::remove_all(dir);
+}
+
+// `moe eval` reads its own held-out batches (--batches x train.batch sequences): the run's
+// train.eval_batches plays no part, so a --set train.batch that the held-out windows hold is
+// evaluated even where eval_batches such batches would not fit, and one they do not hold is
+// refused with one line.
+TEST(CheckpointCli, EvalReadsItsOwnHeldOutBatches) {
+  if (!fs::exists(kMoe)) GTEST_SKIP() << kMoe << " is not built";
+  const std::string dir = ::testing::TempDir() + "moe_cli_eval_" + std::to_string(::getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string run = dir + "/run", shard = dir + "/tokens.bin";
+  std::vector<uint16_t> tokens(16 * 400 + 1);  // 400 windows of 16; the last 40 held out
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = uint16_t((i * 7) % 64);
+  data::write_llmc_shard(shard, tokens);
+  const std::vector<std::string> data = {
+      "--set", "data.kind=llmc", "--set", "data.path=" + shard, "--set", "data.val_fraction=0.1",
+      "--set", "train.batch=8", "--set", "train.steps=2", "--set", "train.eval_batches=2"};
+  ASSERT_EQ(wait_exit(spawn(with(with({"train"}, small_model(run)), data), dir + "/train.log")), 0)
+      << slurp(dir + "/train.log");
+  const std::string json = dir + "/eval.json";
+  // 32 of the 40 held-out windows; the run's eval_batches = 2 would need 64 of them.
+  EXPECT_EQ(wait_exit(spawn({"eval", "--checkpoint", run, "--batches", "1", "--set",
+                             "train.batch=32", "--out", json},
+                            dir + "/eval.log")),
+            0)
+      << slurp(dir + "/eval.log");
+  EXPECT_TRUE(Contains(slurp(json), "\"tokens\":" + std::to_string(32 * 16))) << slurp(json);
+  EXPECT_EQ(wait_exit(spawn({"eval", "--checkpoint", run, "--batches", "2", "--set",
+                             "train.batch=32"},
+                            dir + "/eval2.log")),
+            kExitBadInput)
+      << slurp(dir + "/eval2.log");
+  EXPECT_TRUE(Contains(slurp(dir + "/eval2.log"), "windows would be evaluated twice"))
+      << slurp(dir + "/eval2.log");
   fs::remove_all(dir);
 }
 

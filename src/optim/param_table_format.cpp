@@ -60,13 +60,14 @@ std::string format_table(const ParamTable& t, const std::string& format) {
   const char* opt = t.optimizer == OptimizerKind::Adam ? "adam" : "sgd";
   if (format == "csv") {
     os << "group,kind,fan_in,fan_out,init_std,multiplier,lr,eps,weight_decay,init,effective_decay,"
-          "init_rule,multiplier_rule,lr_rule,eps_rule,init_mult,lr_mult,overridden\n";
+          "init_rule,multiplier_rule,lr_rule,eps_rule,init_mult,lr_mult,overridden,in_model\n";
     for (const GroupRule& r : t.groups)
       os << group_name(r.group) << "," << r.kind << "," << r.fan_in << "," << r.fan_out << ","
          << num(r.init_std) << "," << num(r.multiplier) << "," << num(r.lr) << "," << num(r.eps) << ","
          << num(r.weight_decay) << "," << r.init_kind << "," << num(r.effective_decay) << ","
          << r.init_e.str() << "," << r.mult_e.str() << "," << r.lr_e.str() << "," << r.eps_e.str() << ","
-         << num(r.init_mult) << "," << num(r.lr_mult) << "," << join(r.overridden, ";") << "\n";
+         << num(r.init_mult) << "," << num(r.lr_mult) << "," << join(r.overridden, ";") << ","
+         << (r.in_model ? "true" : "false") << "\n";
     return os.str();
   }
   if (format == "json") {
@@ -82,7 +83,7 @@ std::string format_table(const ParamTable& t, const std::string& format) {
       j.kv("multiplier", r.multiplier).kv("lr", r.lr).kv("eps", r.eps).kv("weight_decay", r.weight_decay);
       j.kv("init", r.init_kind).kv("effective_decay", r.effective_decay);
       j.kv("init_rule", r.init_e.str()).kv("lr_rule", r.lr_e.str()).kv("eps_rule", r.eps_e.str());
-      j.kv("init_mult", r.init_mult).kv("lr_mult", r.lr_mult);
+      j.kv("init_mult", r.init_mult).kv("lr_mult", r.lr_mult).kv("in_model", r.in_model);
       j.key("overridden").begin_array();
       for (const auto& o : r.overridden) j.value(o);
       j.end_array().end_object();
@@ -100,7 +101,12 @@ std::string format_table(const ParamTable& t, const std::string& format) {
   os << pad("group", 12) << pad("kind", 8) << pad("fan_in", 8) << pad("fan_out", 8) << pad("init", 7)
      << pad("init_std", 12) << pad("init rule", 26) << pad("mult", 8) << pad("lr", 12) << pad("lr rule", 22)
      << pad("eps", 13) << pad("eps rule", 26) << pad("wd", 12) << pad("eff. decay", 12) << "overridden\n";
+  std::vector<std::string> absent;
   for (const GroupRule& r : t.groups) {
+    if (!r.in_model) {
+      absent.push_back(std::string(group_name(r.group)));
+      continue;
+    }
     const bool has_std = r.init_kind == "normal" || r.init_kind == "tied";
     std::string init_rule = has_std ? num(r.sigma) + " " + r.init_e.str() : "-";
     os << pad(std::string(group_name(r.group)), 12) << pad(r.kind, 8) << pad(std::to_string(r.fan_in), 8)
@@ -109,6 +115,7 @@ std::string format_table(const ParamTable& t, const std::string& format) {
        << pad(num(r.eta) + " " + r.lr_e.str(), 22) << pad(num(r.eps), 13) << pad(num(r.base_eps) + " " + r.eps_e.str(), 26)
        << pad(num(r.weight_decay), 12) << pad(num(r.effective_decay), 12) << join(r.overridden, ",") << "\n";
   }
+  if (!absent.empty()) os << "(not in this model: " << join(absent, ", ") << ")\n";
   os << "\nlayer:";
   for (const auto& [k, v] : layer_rows(t)) os << " " << k << "=" << v;
   if (!t.layer.overridden.empty()) os << "  (overridden: " << join(t.layer.overridden, ",") << ")";
@@ -132,6 +139,7 @@ std::string format_diff(const ParamTable& a, const ParamTable& b) {
   };
   for (int i = 0; i < kNumGroups; ++i) {
     const GroupRule &x = a.groups[i], &y = b.groups[i];
+    if (!x.in_model && !y.in_model) continue;
     std::string g(group_name(x.group));
     row(g, "fan_in", double(x.fan_in), double(y.fan_in));
     row(g, "fan_out", double(x.fan_out), double(y.fan_out));

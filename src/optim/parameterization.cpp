@@ -204,10 +204,23 @@ ParamTable make_param_table(const config::Config& c) {
     MOE_INPUT_ERROR("parameterization.regime: preset ", pc.preset, " needs a regime (I, II or III)");
   t.layer = layer_rules(c, sh);
 
+  const int64_t moe_layers = config::moe_layer_count(c.moe, c.model.depth);
   for (int gi = 0; gi < kNumGroups; ++gi) {
     Group g = static_cast<Group>(gi);
     GroupRule& r = t.groups[gi];
     r.group = g;
+    switch (g) {
+      case Group::PosEmbed: r.in_model = c.model.position == "learned"; break;
+      case Group::AttnQKV:
+      case Group::AttnOut: r.in_model = c.model.attention; break;
+      case Group::ExpertGate: r.in_model = c.moe.activation == "swiglu" && moe_layers > 0; break;
+      case Group::Router:
+      case Group::ExpertUp:
+      case Group::ExpertDown: r.in_model = moe_layers > 0; break;
+      case Group::MlpUp:
+      case Group::MlpDown: r.in_model = moe_layers < c.model.depth; break;
+      default: break;
+    }
     Fans f = group_fans(g);
     r.in_axis = f.in;
     r.out_axis = f.out;

@@ -67,6 +67,11 @@ struct GroupRule {
   // Resolved values. effective_decay = lr * weight_decay: the decay per step at peak LR.
   double init_std = 0, multiplier = 1, lr = 0, eps = 0, weight_decay = 0, effective_decay = 0;
   std::vector<std::string> overridden;  // entries set by [parameterization.overrides]
+  // Whether the model registers this group's tensors: no pos_embed with RoPE, no attention
+  // groups without attention, no expert_gate with GELU experts, no mlp_* when every block is
+  // MoE. Absent groups keep their rules (a sweep may switch them on) but the text table lists
+  // them apart and --diff skips them.
+  bool in_model = true;
 };
 
 struct LayerRules {

@@ -342,6 +342,39 @@ TEST(PaperTable, BadMultipliersAndRegimesAreInputErrors) {
   EXPECT_TRUE(Contains(ConfigError("[moe]\naux_probs = \"some\"\n"), "moe.aux_probs"));
 }
 
+// Groups the model does not register are listed apart in the text, marked in the CSV and JSON,
+// and left out of --diff: RoPE has no position table, GELU experts no gate, an all-MoE stack
+// no dense MLP.
+TEST(PaperTable, GroupsNotInTheModelAreMarked) {
+  config::Config c = allscale("mssp", 1);
+  c.model.position = "rope";
+  c.moe.activation = "gelu";
+  c.moe.stride = 1;
+  const optim::ParamTable t = optim::make_param_table(c);
+  for (Group g : {Group::PosEmbed, Group::ExpertGate, Group::MlpUp, Group::MlpDown})
+    EXPECT_FALSE(t[g].in_model) << optim::group_name(g);
+  for (Group g : {Group::Embed, Group::AttnQKV, Group::Router, Group::ExpertUp, Group::Unembed})
+    EXPECT_TRUE(t[g].in_model) << optim::group_name(g);
+  const std::string text = optim::format_table(t, "text");
+  EXPECT_FALSE(Contains(text, "\npos_embed "));
+  EXPECT_FALSE(Contains(text, "\nexpert_gate "));
+  EXPECT_TRUE(Contains(text, "(not in this model: pos_embed, expert_gate, mlp_up, mlp_down)"));
+  const std::string csv = optim::format_table(t, "csv");
+  EXPECT_TRUE(Contains(csv, ",overridden,in_model\n"));
+  EXPECT_TRUE(Contains(csv, ",false\n"));
+  EXPECT_TRUE(Contains(optim::format_table(t, "json"), "\"in_model\":false"));
+  c.model.position = "learned";
+  c.moe.activation = "swiglu";
+  c.moe.stride = 2;
+  c.model.depth = 4;
+  const optim::ParamTable all = optim::make_param_table(c);
+  for (const auto& r : all.groups) EXPECT_TRUE(r.in_model) << optim::group_name(r.group);
+  EXPECT_FALSE(Contains(optim::format_table(all, "text"), "not in this model"));
+  const std::string diff = optim::format_diff(t, t);
+  EXPECT_FALSE(Contains(diff, "pos_embed"));
+  EXPECT_TRUE(Contains(diff, "router"));
+}
+
 TEST(PaperTable, TableTextNamesRegimeAndColumns) {
   auto t = optim::make_param_table(allscale("mssp", 4));
   const std::string text = optim::format_table(t, "text");

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "comm/parallel_context.h"
+#include "models/host_batch.h"
 #include "models/transformer.h"
 #include "src/data/source.h"
 #include "src/optim/optimizer.h"
@@ -120,11 +121,7 @@ CoordResult coord_check(const CoordSpec& spec, comm::Communicator& self, ops::Ba
         models::Transformer model(c, table, ctx, DType::F32);
         model.init_params(uint64_t(c.run.seed) + 1000 * uint64_t(seed));
         optim::Optimizer opt(c.optim, spec.steps, table, model.params(), ctx, false);
-        models::Batch b;
-        b.inputs = Tensor::empty({int64_t(lb.inputs.size())}, DType::I32);
-        b.targets = Tensor::empty({int64_t(lb.targets.size())}, DType::I32);
-        std::copy(lb.inputs.begin(), lb.inputs.end(), b.inputs.data<int32_t>());
-        std::copy(lb.targets.begin(), lb.targets.end(), b.targets.data<int32_t>());
+        models::Batch b = models::host_batch(lb);
         b.inputs = b.inputs.to(backend.device());
         b.targets = b.targets.to(backend.device());
         CoordObserver observer(model, spec.linear_updates);

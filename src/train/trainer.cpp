@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "comm/agree.h"
+#include "models/host_batch.h"
 #include "src/ckpt/directory.h"
 #include "src/core/error.h"
 #include "src/core/launcher.h"
@@ -82,15 +83,13 @@ Trainer::Trainer(const config::Config& cfg, comm::ParallelContext& ctx, TrainerO
 Trainer::~Trainer() = default;
 
 void Trainer::upload(const data::LocalBatch& b, models::Batch& out) {
-  const int64_t n = int64_t(b.inputs.size());
-  Tensor in = Tensor::empty({n}, DType::I32), tg = Tensor::empty({n}, DType::I32);
-  std::copy(b.inputs.begin(), b.inputs.end(), in.data<int32_t>());
-  std::copy(b.targets.begin(), b.targets.end(), tg.data<int32_t>());
+  const models::Batch host = models::host_batch(b);
+  const int64_t n = host.inputs.numel();
   // Queued without a host wait (Backend::upload); the host tensors may go at once.
   out.inputs = Tensor::empty({n}, DType::I32, ctx_.device());
   out.targets = Tensor::empty({n}, DType::I32, ctx_.device());
-  ctx_.backend->upload(out.inputs.raw(), in.raw(), in.nbytes());
-  ctx_.backend->upload(out.targets.raw(), tg.raw(), tg.nbytes());
+  ctx_.backend->upload(out.inputs.raw(), host.inputs.raw(), host.inputs.nbytes());
+  ctx_.backend->upload(out.targets.raw(), host.targets.raw(), host.targets.nbytes());
 }
 
 StepRecord Trainer::step() {

@@ -37,8 +37,9 @@ if(MOE_ENABLE_CUDNN)
   if(MOE_CUDNN_FRONTEND_INCLUDE AND MOE_CUDNN_INCLUDE AND MOE_CUDNN_SOURCES)
     set(MOE_HAVE_CUDNN ON)
     target_sources(moe_lib PRIVATE ${MOE_CUDNN_SOURCES})
+    # -isystem: cudnn-frontend's headers warn under our -Wall -Wextra (unused static functions).
     set_source_files_properties(${MOE_CUDNN_SOURCES} PROPERTIES
-      INCLUDE_DIRECTORIES "${MOE_CUDNN_FRONTEND_INCLUDE};${MOE_CUDNN_INCLUDE}"
+      COMPILE_OPTIONS "-isystem;${MOE_CUDNN_FRONTEND_INCLUDE};-isystem;${MOE_CUDNN_INCLUDE}"
       COMPILE_DEFINITIONS NV_CUDNN_FRONTEND_USE_DYNAMIC_LOADING)
     target_compile_definitions(moe_lib PUBLIC MOE_HAVE_CUDNN=1)
     target_link_libraries(moe_lib PUBLIC ${CMAKE_DL_LIBS})

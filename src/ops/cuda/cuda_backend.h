@@ -17,6 +17,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <memory>
 
 #include "src/core/rng.h"
 #include "src/ops/backend.h"
@@ -45,6 +46,17 @@ enum ErrorCode : int32_t {
 // behave alike: cuBLAS's grouped call for more than two problems, else the loop. Loop and
 // Grouped never take CUTLASS (the benchmark's and the tests' cuBLAS baselines).
 enum class GroupedGemmMode { Auto, Loop, Grouped, Cutlass };
+
+// Which fused causal attention runs: Own, our FMA kernels (flash_attention.cu); Cudnn, cuDNN's
+// SDPA through cudnn-frontend (cudnn/cudnn_attention.h), bf16 only, and an error when cuDNN is
+// not built in, not loaded or declines the call; Auto, cuDNN where it takes the call, else Own.
+// Tests and `moe bench attention` force each.
+enum class AttentionImpl { Auto, Own, Cudnn };
+
+class CudnnAttention;  // cudnn/cudnn_attention.h: only the files built with cuDNN see inside
+struct CudnnAttentionDeleter {
+  void operator()(CudnnAttention* p) const;
+};
 
 // One row-major GEMM of a grouped op: C (m x n) = alpha op(A) op(B) + beta C.
 struct GemmProblem {
@@ -161,6 +173,13 @@ class CudaBackend final : public Backend {
   // compute capability 9.0 only), and how many grouped calls went through them so far.
   bool cutlass_available() const;
   int64_t cutlass_calls() const { return cutlass_calls_; }
+  void set_attention_impl(AttentionImpl m) { attention_impl_ = m; }
+  AttentionImpl attention_impl() const { return attention_impl_; }
+  // True when this build has the cuDNN path and cuDNN loaded and gave a handle (tried once, on
+  // the first call; without it one info line on stderr says why).
+  bool cudnn_attention_available();
+  // The implementation (Own or Cudnn) that the latest flash_attention_forward / _backward ran.
+  AttentionImpl last_attention_impl() const { return last_attention_; }
 
   // Used by the op files: the device status word, and a synchronizing read of it that throws
   // if a kernel recorded an error (`op` names the op in the message).
@@ -190,6 +209,11 @@ class CudaBackend final : public Backend {
   bool grouped_supported_ = true;  // false once cuBLAS reported the grouped call unsupported
   int sm_count_ = 0, cc_major_ = 0, cc_minor_ = 0;
   int64_t cutlass_calls_ = 0;
+  AttentionImpl attention_impl_ = AttentionImpl::Auto;
+  AttentionImpl last_attention_ = AttentionImpl::Own;
+  // Created on the first call that may use cuDNN; stays null when cuDNN is unavailable.
+  std::unique_ptr<CudnnAttention, CudnnAttentionDeleter> cudnn_;
+  bool cudnn_tried_ = false;
 
   // One CUTLASS grouped call (form 0 NT, 1 NN, 2 TN; see cutlass/grouped_gemm_sm90.h) over the
   // non-empty segments, when the mode, the build, the GPU, the dtypes and the shapes allow it;
@@ -202,6 +226,17 @@ class CudaBackend final : public Backend {
   // `independent` (no two write the same C) and the mode allows, else one by one in order.
   void run_gemm_problems(const std::vector<GemmProblem>& probs, DType dt, DType dt_c, float alpha,
                          float beta, bool independent);
+
+  // The fused attention of our own kernels (flash_attention.cu); flash_attention_forward /
+  // _backward (fused_attention.cpp) choose between these and cuDNN.
+  void own_flash_forward(const Tensor& qkv, Tensor& out, Tensor& lse, int B, int T, int H,
+                         double scale);
+  void own_flash_backward(const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                          const Tensor& dout, Tensor& dqkv, int B, int T, int H, double scale);
+  // The cuDNN path when the mode allows it, cuDNN is available and the call is one it takes
+  // (`declined`: why not, from cudnn/sdpa_support.h, or null); null means our kernels. Throws
+  // in Cudnn mode instead of returning null.
+  CudnnAttention* cudnn_for(const char* declined, const char* op);
 };
 
 }  // namespace moe::ops::gpu

@@ -9,7 +9,8 @@
 // (interleaved: d = 4c + sub, so the 4 threads read consecutive shared words); a dot product is
 // 4 partial sums joined by two xor-shuffles inside the row's 4 lanes. Inputs f32 or bf16; every
 // product, the softmax statistics and the accumulators are f32. Scalar FMAs (no tensor cores):
-// correct and O(T) in memory; its speed is unmeasured (docs/performance.md).
+// correct and O(T) in memory; its speed is unmeasured (docs/performance.md). The backend's
+// flash_attention_forward / _backward (fused_attention.cpp) run these, or cuDNN's for bf16.
 #include "src/ops/cuda/common.cuh"
 
 namespace moe::ops::gpu {
@@ -261,8 +262,8 @@ Geo check_flash(const Tensor& qkv, const Tensor& lse, int B, int T, int H, const
 
 }  // namespace
 
-void CudaBackend::flash_attention_forward(const Tensor& qkv, Tensor& out, Tensor& lse, int B, int T,
-                                          int H, double scale) {
+void CudaBackend::own_flash_forward(const Tensor& qkv, Tensor& out, Tensor& lse, int B, int T,
+                                    int H, double scale) {
   const Geo g = check_flash(qkv, lse, B, T, H, "flash_attention_forward");
   check_dev(out, "flash_attention_forward out");
   check_shape(out, {int64_t(B) * T, g.N}, "flash attention out");
@@ -278,9 +279,9 @@ void CudaBackend::flash_attention_forward(const Tensor& qkv, Tensor& out, Tensor
   MOE_CUDA_LAUNCH_CHECK("flash_fwd_kernel");
 }
 
-void CudaBackend::flash_attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& lse,
-                                           const Tensor& dout, Tensor& dqkv, int B, int T, int H,
-                                           double scale) {
+void CudaBackend::own_flash_backward(const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                                     const Tensor& dout, Tensor& dqkv, int B, int T, int H,
+                                     double scale) {
   const Geo g = check_flash(qkv, lse, B, T, H, "flash_attention_backward");
   check_same(qkv, dqkv, "flash attention dqkv");
   check_dev(out, "flash attention out");

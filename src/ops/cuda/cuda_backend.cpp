@@ -117,6 +117,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
 CudaBackend::~CudaBackend() {
   // Never throws: errors here have nowhere to go.
   cudaStreamSynchronize(stream_);
+  cudnn_.reset();  // its handle works on stream_: before the stream goes
   if (g_hook_owner == this) {  // tensors that outlive the backend free on the legacy stream
     g_hook_stream = nullptr;
     g_hook_owner = nullptr;

@@ -5,6 +5,7 @@
 // shape; everything else, f32 first of all, runs our kernels. Both store the same lse (the
 // natural-log log-sum-exp of the scaled logits), so a backward may run on the other path.
 #include <cstdio>
+#include <exception>
 #include <string>
 
 #include "src/ops/cuda/cuda_backend.h"
@@ -56,7 +57,7 @@ bool CudaBackend::cudnn_attention_available() {
     if (load_cudnn(&why)) {
       try {
         cudnn_.reset(new CudnnAttention(stream_));
-      } catch (const Error& e) {
+      } catch (const std::exception& e) {  // moe::Error, or the frontend's for a missing symbol
         why = e.what();
       }
     }

@@ -183,6 +183,7 @@ CudnnAttention::CudnnAttention(cudaStream_t stream) : impl_(std::make_unique<Imp
   s = fe::detail::set_stream(impl_->handle, stream);
   if (s != CUDNN_STATUS_SUCCESS) {
     fe::detail::destroy_handle(impl_->handle);
+    impl_->handle = nullptr;
     MOE_CHECK(false, "cudnnSetStream failed: ", status_text(s));
   }
 }

@@ -5,7 +5,7 @@
 # `bench a2a` on 2 and 3 ranks prints the nccl-tests table and the dispatcher table, and every
 # #wrong entry is 0 (the all-to-all and dispatch+combine delivered every element); the step
 # header names the dtype used (bf16 mixed precision when asked); `bench gemm` prints its table
-# on the CPU with every #wrong 0.
+# on the CPU with every #wrong 0; `bench attention` refuses the CPU in one line (exit 2).
 #   bench_smoke_test.sh <moe binary> <source dir>      (ctest passes both; label "bench")
 set -euo pipefail
 moe=$(realpath "$1")
@@ -50,4 +50,12 @@ grep -q '^# bench gemm: cpu, f32 operands' gemm.txt || { cat gemm.txt; fail "ben
 rows=$(awk '/^tiny_moe.toml/ && $NF == 0' gemm.txt | wc -l)
 [ "$rows" -eq 4 ] || { cat gemm.txt; fail "bench gemm: $rows rows with #wrong 0, expected 4"; }
 python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert len(d['rows']) == 4" gemm.json || fail "gemm.json"
-echo "PASS: bench step, bench a2a and bench gemm tables"
+# bench attention compares our kernels with cuDNN's on a GPU; asked to run on the CPU it says
+# in one line that it needs a CUDA device and exits 2 (bad input).
+set +e
+"$moe" bench attention --device cpu > attn.txt 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 2 ] && [ "$(wc -l < attn.txt)" -eq 1 ] && grep -q 'needs a CUDA device' attn.txt \
+  || { cat attn.txt; fail "bench attention on the CPU: exit $rc, expected 2 and one line"; }
+echo "PASS: bench step, bench a2a, bench gemm tables and bench attention's CPU refusal"

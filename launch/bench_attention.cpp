@@ -44,6 +44,9 @@ Dims parse_dims(const std::string& s) {
   if (!in || !in.eof() || c1 != ',' || c2 != ',' || c3 != ',' || d.B <= 0 || d.T <= 0 ||
       d.H <= 0 || d.D <= 0)
     throw InputError("--shape wants B,T,H,D (positive integers), got \"" + s + "\"");
+  if (d.D > 128)
+    throw InputError("--shape " + s +
+                     ": heads above D = 128 are not fused (our kernels stop at 128)");
   return d;
 }
 
@@ -221,7 +224,8 @@ int run_attention(const AttentionArgs& a) {
 void add_bench_attention(CLI::App& bench, std::vector<Command>& cmds) {
   auto a = std::make_shared<AttentionArgs>();
   CLI::App* sub = bench.add_subcommand(
-      "attention", "fused causal attention: our kernels against cuDNN's, forward and backward (CUDA)");
+      "attention",
+      "fused causal attention: our kernels against cuDNN's, forward and backward (CUDA)");
   sub->add_option("--shape", a->shapes,
                   "B,T,H,D to run (repeatable; default 16,1024,16,64 8,1024,16,128 2,4096,16,128)");
   sub->add_option("--device", a->device, "cuda (a CUDA device is needed)")

@@ -69,7 +69,8 @@ Result run_cpu(const Inputs& in) {
   ops::Backend& be = cpu();
   Tensor qkv = to_backend(in.qkv, Device::CPU, DType::BF16);
   Tensor dout = to_backend(in.dout, Device::CPU, DType::BF16);
-  Result r{Tensor::empty({in.n(), in.N()}, DType::F32), Tensor::empty({in.s.B, in.s.H, in.s.T}, DType::F32),
+  Result r{Tensor::empty({in.n(), in.N()}, DType::F32),
+           Tensor::empty({in.s.B, in.s.H, in.s.T}, DType::F32),
            Tensor::empty({in.n(), 3 * in.N()}, DType::F32)};
   be.flash_attention_forward(qkv, r.out, r.lse, in.s.B, in.s.T, in.s.H, in.scale());
   be.flash_attention_backward(qkv, r.out, r.lse, dout, r.dqkv, in.s.B, in.s.T, in.s.H, in.scale());
@@ -175,7 +176,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudnnSdpa,
                                            Shape4{2, 128, 2, 64}, Shape4{2, 128, 4, 32},
                                            Shape4{2, 70, 3, 16}, Shape4{1, 100, 2, 128},
                                            Shape4{2, 33, 2, 8}),
-                         [](const ::testing::TestParamInfo<Shape4>& i) { return shape_name(i.param); });
+                         [](const ::testing::TestParamInfo<Shape4>& i) {
+                           return shape_name(i.param);
+                         });
 
 // Auto: bf16 with a head cuDNN takes goes to cuDNN; f32, or a head of 20, to our kernels.
 // Cudnn refuses (moe::Error) what cuDNN cannot take instead of quietly running ours.

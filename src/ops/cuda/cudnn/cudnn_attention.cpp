@@ -109,7 +109,8 @@ std::string build(fe::graph::Graph& g, cudnnHandle_t handle) {
     return detail::cat(step, ": ", e.err_msg);
   };
   if (auto e = g.validate(); e.is_bad()) return failed("validate", e);
-  if (auto e = g.build_operation_graph(handle); e.is_bad()) return failed("build_operation_graph", e);
+  if (auto e = g.build_operation_graph(handle); e.is_bad())
+    return failed("build_operation_graph", e);
   if (auto e = g.create_execution_plans({fe::HeurMode_t::A}); e.is_bad())
     return failed("create_execution_plans", e);
   if (auto e = g.check_support(); e.is_bad()) return failed("check_support", e);

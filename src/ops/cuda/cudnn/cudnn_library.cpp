@@ -77,8 +77,8 @@ Loaded open_cudnn() {
   if (v < 90000) {
     r.why = detail::cat("cuDNN ", v, " found, version 9 needed");
   } else if (ours != 0 && size_t(ours) / 1000 != built_for / 1000) {
-    r.why = detail::cat("cuDNN ", v, " is built for CUDA ", built_for / 1000, ", this program for CUDA ",
-                        ours / 1000);
+    r.why = detail::cat("cuDNN ", v, " is built for CUDA ", built_for / 1000,
+                        ", this program for CUDA ", ours / 1000);
   }
   if (!r.why.empty()) {
     dlclose(h);

@@ -41,7 +41,7 @@ inline const char* sdpa_declined(DType dt, int64_t B, int64_t T, int64_t H, int6
 // tensors' addresses change from call to call and go in the variant pack instead.
 struct SdpaKey {
   int64_t B = 0, T = 0, H = 0, D = 0;
-  uint32_t scale_bits = 0;  // the float scale's bits: 0.125f and the next float are different graphs
+  uint32_t scale_bits = 0;  // the float scale's bits: 0.125f and the next float differ
   bool backward = false;
 
   static SdpaKey of(int64_t B, int64_t T, int64_t H, int64_t D, float scale, bool backward) {

@@ -37,8 +37,10 @@ struct Layout {
   std::vector<int64_t> stats_strides() const { return {H * T, T, 1, 1}; }
 };
 
-std::shared_ptr<fe::graph::Graph> new_graph() {
+// sm_version > 0 names the GPU architecture instead of asking the device (validate_graph).
+std::shared_ptr<fe::graph::Graph> new_graph(int sm_version) {
   auto g = std::make_shared<fe::graph::Graph>();
+  if (sm_version > 0) g->set_sm_version(sm_version);
   // bf16 in and out; the products, the softmax and the accumulators in f32.
   g->set_io_data_type(fe::DataType_t::BFLOAT16)
       .set_intermediate_data_type(fe::DataType_t::FLOAT)
@@ -59,8 +61,8 @@ void output(const TensorPtr& t, Uid uid, std::vector<int64_t> dims, std::vector<
   t->set_output(true).set_uid(uid).set_dim(std::move(dims)).set_stride(std::move(strides));
 }
 
-std::shared_ptr<fe::graph::Graph> forward_graph(const Layout& l, float scale) {
-  auto g = new_graph();
+std::shared_ptr<fe::graph::Graph> forward_graph(const Layout& l, float scale, int sm = 0) {
+  auto g = new_graph(sm);
   TensorPtr q = input(*g, "Q", kQ, l.dims(), l.qkv_strides());
   TensorPtr k = input(*g, "K", kK, l.dims(), l.qkv_strides());
   TensorPtr v = input(*g, "V", kV, l.dims(), l.qkv_strides());
@@ -79,8 +81,8 @@ std::shared_ptr<fe::graph::Graph> forward_graph(const Layout& l, float scale) {
   return g;
 }
 
-std::shared_ptr<fe::graph::Graph> backward_graph(const Layout& l, float scale) {
-  auto g = new_graph();
+std::shared_ptr<fe::graph::Graph> backward_graph(const Layout& l, float scale, int sm = 0) {
+  auto g = new_graph(sm);
   TensorPtr q = input(*g, "Q", kQ, l.dims(), l.qkv_strides());
   TensorPtr k = input(*g, "K", kK, l.dims(), l.qkv_strides());
   TensorPtr v = input(*g, "V", kV, l.dims(), l.qkv_strides());
@@ -194,6 +196,18 @@ CudnnAttention::~CudnnAttention() {
   try {
     if (impl_->handle) fe::detail::destroy_handle(impl_->handle);
   } catch (const std::exception&) {  // never throws from a destructor
+  }
+}
+
+std::string CudnnAttention::validate_graph(int B, int T, int H, int D, float scale, bool backward,
+                                           int sm_version) {
+  const Layout l{B, T, H, D, int64_t(H) * D};
+  try {
+    auto g = backward ? backward_graph(l, scale, sm_version) : forward_graph(l, scale, sm_version);
+    fe::error_t e = g->validate();
+    return e.is_good() ? std::string() : e.err_msg;
+  } catch (const std::exception& ex) {
+    return ex.what();
   }
 }
 

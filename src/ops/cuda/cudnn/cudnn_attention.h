@@ -40,6 +40,14 @@ class CudnnAttention {
   bool backward(const void* qkv, const void* out, const float* lse, const void* dout, void* dqkv,
                 int B, int T, int H, int D, float scale, std::string* why);
 
+  // Validates the graph that forward (backward = false) or backward would build for a call,
+  // against cudnn-frontend's and the loaded cuDNN's support surface for compute capability
+  // sm_version (90: Hopper), with no device or handle: "" when it passes, else the frontend's
+  // message. For tests on machines without a GPU; load_cudnn first. (Whether cuDNN then has
+  // an engine for the graph needs the device.)
+  static std::string validate_graph(int B, int T, int H, int D, float scale, bool backward,
+                                    int sm_version);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

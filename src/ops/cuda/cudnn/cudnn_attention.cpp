@@ -175,7 +175,12 @@ struct CudnnAttention::Impl {
       ws = scratch((e.workspace + 7) / 8, DType::I64);
       ws_ptr = ws.raw();
     }
-    const fe::error_t st = e.graph->execute(handle, pack, ws_ptr);
+    fe::error_t st;
+    try {
+      st = e.graph->execute(handle, pack, ws_ptr);
+    } catch (const std::exception& ex) {  // the frontend's own, as moe::Error with the op's name
+      MOE_CHECK(false, op, ": cuDNN execute threw: ", ex.what());
+    }
     MOE_CHECK(st.is_good(), op, ": cuDNN execute failed: ", st.err_msg);
   }
 };

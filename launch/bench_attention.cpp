@@ -7,7 +7,6 @@
 // of the 2 (forward) and 5 (backward, with the recomputed scores) T x T x D products per head,
 // FlashAttention's count. Without cuDNN (not built, not loadable, or no engine for a shape) the
 // cuDNN columns say "-". Needs a CUDA device: elsewhere it says so in one line and exits 2.
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -53,21 +52,6 @@ Dims parse_dims(const std::string& s) {
 #ifdef MOE_HAVE_CUDA
 using ops::gpu::AttentionImpl;
 using ops::gpu::CudaBackend;
-
-double seconds_of(ops::Backend& be, int warmup, int iters, const std::function<void()>& fn) {
-  for (int i = 0; i < warmup; ++i) fn();
-  be.synchronize();
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < iters; ++i) fn();
-  be.synchronize();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
-}
-
-Tensor host_f32(const Tensor& t) {
-  Tensor h = t.to(Device::CPU), f = Tensor::empty(t.shape(), DType::F32);
-  ops::make_cpu_backend()->cast(h, f);
-  return f;
-}
 
 // Largest |a - b| and the normalized error |a - b|_2 / |b|_2.
 std::pair<double, double> compare(const Tensor& a_dev, const Tensor& b_dev) {

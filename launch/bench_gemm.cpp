@@ -3,7 +3,6 @@
 // counted against the same products done segment by segment as dense GEMMs. On the CPU it runs
 // the same table (CPU grouped against CPU dense), so CI smoke-tests it.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -52,22 +51,10 @@ std::vector<int64_t> uneven_loads(int64_t rows, int64_t E) {
   return c;
 }
 
-double seconds_of(ops::Backend& be, int warmup, int iters, const std::function<void()>& fn) {
-  for (int i = 0; i < warmup; ++i) fn();
-  be.synchronize();
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < iters; ++i) fn();
-  be.synchronize();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
-}
-
 // Elements of got that differ from want by more than a bf16-sized tolerance: 1e-2 of the
 // element plus 1e-2 of want's rms (accumulation order differs between the two paths).
 int64_t count_wrong(const Tensor& got_dev, const Tensor& want_dev) {
-  Tensor got = Tensor::empty(got_dev.shape(), DType::F32), want = Tensor::empty(want_dev.shape(), DType::F32);
-  Tensor g = got_dev.to(Device::CPU), w = want_dev.to(Device::CPU);
-  ops::make_cpu_backend()->cast(g, got);
-  ops::make_cpu_backend()->cast(w, want);
+  const Tensor got = host_f32(got_dev), want = host_f32(want_dev);
   const float* a = got.data<float>();
   const float* b = want.data<float>();
   double ss = 0;

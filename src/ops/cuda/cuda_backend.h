@@ -21,6 +21,7 @@
 
 #include "src/core/rng.h"
 #include "src/ops/backend.h"
+#include "src/ops/cuda/cutlass/grouped_gemm_sm90.h"
 
 namespace moe::ops::gpu {
 
@@ -215,10 +216,10 @@ class CudaBackend final : public Backend {
   std::unique_ptr<CudnnAttention, CudnnAttentionDeleter> cudnn_;
   bool cudnn_tried_ = false;
 
-  // One CUTLASS grouped call (form 0 NT, 1 NN, 2 TN; see cutlass/grouped_gemm_sm90.h) over the
-  // non-empty segments, when the mode, the build, the GPU, the dtypes and the shapes allow it;
-  // false (nothing done) otherwise.
-  bool cutlass_grouped(int form, const Tensor& act, const Tensor& other, Tensor& out,
+  // One CUTLASS grouped call (see cutlass/grouped_gemm_sm90.h) over the non-empty segments,
+  // when the mode, the build, the GPU, the dtypes and the shapes allow it; false (nothing
+  // done) otherwise.
+  bool cutlass_grouped(sm90::Form form, const Tensor& act, const Tensor& other, Tensor& out,
                        int64_t out_features, int64_t in_features,
                        const std::vector<Segment>& segs, float alpha, float beta);
 
@@ -228,7 +229,7 @@ class CudaBackend final : public Backend {
                          float beta, bool independent);
 
   // The fused attention of our own kernels (flash_attention.cu); flash_attention_forward /
-  // _backward (fused_attention.cpp) choose between these and cuDNN.
+  // _backward (fused_attention.cpp) check the tensors and choose between these and cuDNN.
   void own_flash_forward(const Tensor& qkv, Tensor& out, Tensor& lse, int B, int T, int H,
                          double scale);
   void own_flash_backward(const Tensor& qkv, const Tensor& out, const Tensor& lse,
@@ -237,6 +238,8 @@ class CudaBackend final : public Backend {
   // (`declined`: why not, from cudnn/sdpa_support.h, or null); null means our kernels. Throws
   // in Cudnn mode instead of returning null.
   CudnnAttention* cudnn_for(const char* declined, const char* op);
+  template <class Run>
+  bool ran_on_cudnn(const char* declined, const char* op, int B, int T, int H, int64_t D, Run run);
 };
 
 }  // namespace moe::ops::gpu

@@ -19,8 +19,9 @@
 namespace moe::ops::gpu {
 namespace {
 
-// The checks of our kernels (flash_attention.cu) that the cuDNN path relies on before it
-// hands raw pointers to cuDNN: devices, dtypes and shapes. Returns N.
+// The checks both paths rely on, made once per call before either runs (the cuDNN path hands
+// raw pointers to cuDNN; our kernels add only their own limits): devices, dtypes and shapes.
+// Returns N.
 int64_t check_fused(const Tensor& qkv, const Tensor& out, const Tensor& lse, int B, int T, int H,
                     const char* op) {
   check_dev(qkv, op);
@@ -90,26 +91,40 @@ CudnnAttention* CudaBackend::cudnn_for(const char* declined, const char* op) {
 #endif
 }
 
+// Runs `run(cudnn, &why)` (a cuDNN forward or backward) when cudnn_for gives the cuDNN path;
+// true when cuDNN computed the result. A shape for which cuDNN has no engine falls back to our
+// kernels, except in Cudnn mode, where it is an error.
+template <class Run>
+bool CudaBackend::ran_on_cudnn(const char* declined, const char* op, int B, int T, int H,
+                               int64_t D, Run run) {
+  CudnnAttention* c = cudnn_for(declined, op);
+#ifdef MOE_HAVE_CUDNN
+  if (c) {
+    std::string why;
+    if (run(*c, &why)) {
+      last_attention_ = AttentionImpl::Cudnn;
+      return true;
+    }
+    MOE_CHECK(attention_impl_ != AttentionImpl::Cudnn, op, ": cuDNN has no engine for B=", B,
+              " T=", T, " H=", H, " D=", D, ": ", why);
+  }
+#else
+  (void)c, (void)B, (void)T, (void)H, (void)D, (void)run;
+#endif
+  return false;
+}
+
 void CudaBackend::flash_attention_forward(const Tensor& qkv, Tensor& out, Tensor& lse, int B,
                                           int T, int H, double scale) {
   const char* op = "flash_attention_forward";
   const int64_t N = check_fused(qkv, out, lse, B, T, H, op);
   const char* declined =
       sdpa_declined(qkv.dtype(), B, T, H, N / H, {qkv.raw(), out.raw(), lse.raw()});
-#ifdef MOE_HAVE_CUDNN
-  if (CudnnAttention* c = cudnn_for(declined, op)) {
-    std::string why;
-    if (c->forward(qkv.raw(), out.raw(), static_cast<float*>(lse.raw()), B, T, H, int(N / H),
-                   float(scale), &why)) {
-      last_attention_ = AttentionImpl::Cudnn;
-      return;
-    }
-    MOE_CHECK(attention_impl_ != AttentionImpl::Cudnn, op, ": cuDNN has no engine for B=", B,
-              " T=", T, " H=", H, " D=", N / H, ": ", why);
-  }
-#else
-  cudnn_for(declined, op);  // throws in Cudnn mode
-#endif
+  if (ran_on_cudnn(declined, op, B, T, H, N / H, [&](auto& c, std::string* why) {
+        return c.forward(qkv.raw(), out.raw(), static_cast<float*>(lse.raw()), B, T, H,
+                         int(N / H), float(scale), why);
+      }))
+    return;
   own_flash_forward(qkv, out, lse, B, T, H, scale);
   last_attention_ = AttentionImpl::Own;
 }
@@ -123,20 +138,11 @@ void CudaBackend::flash_attention_backward(const Tensor& qkv, const Tensor& out,
   check_same(out, dout, "flash attention dout");
   const char* declined = sdpa_declined(qkv.dtype(), B, T, H, N / H,
                                        {qkv.raw(), out.raw(), lse.raw(), dout.raw(), dqkv.raw()});
-#ifdef MOE_HAVE_CUDNN
-  if (CudnnAttention* c = cudnn_for(declined, op)) {
-    std::string why;
-    if (c->backward(qkv.raw(), out.raw(), static_cast<const float*>(lse.raw()), dout.raw(),
-                    dqkv.raw(), B, T, H, int(N / H), float(scale), &why)) {
-      last_attention_ = AttentionImpl::Cudnn;
-      return;
-    }
-    MOE_CHECK(attention_impl_ != AttentionImpl::Cudnn, op, ": cuDNN has no engine for B=", B,
-              " T=", T, " H=", H, " D=", N / H, ": ", why);
-  }
-#else
-  cudnn_for(declined, op);  // throws in Cudnn mode
-#endif
+  if (ran_on_cudnn(declined, op, B, T, H, N / H, [&](auto& c, std::string* why) {
+        return c.backward(qkv.raw(), out.raw(), static_cast<const float*>(lse.raw()), dout.raw(),
+                          dqkv.raw(), B, T, H, int(N / H), float(scale), why);
+      }))
+    return;
   own_flash_backward(qkv, out, lse, dout, dqkv, B, T, H, scale);
   last_attention_ = AttentionImpl::Own;
 }

@@ -111,7 +111,7 @@ void CudaBackend::grouped_gemm_nt(const Tensor& x, const Tensor& w,
             shape_str(x.shape()), " ", shape_str(w.shape()), " ", shape_str(y.shape()));
   check_segments(segs, x.dim(0), w.dim(0));
   if (in > 0 && out > 0 && !rows_overlap(segs) &&
-      cutlass_grouped(0, x, w, y, out, in, segs, float(alpha), 0.0f))
+      cutlass_grouped(sm90::Form::NT, x, w, y, out, in, segs, float(alpha), 0.0f))
     return;
   const size_t es = dtype_size(x.dtype()), esc = dtype_size(y.dtype());
   const char *px = static_cast<const char*>(x.raw()), *pw = static_cast<const char*>(w.raw());
@@ -143,7 +143,7 @@ void CudaBackend::grouped_gemm_nn(const Tensor& dy, const Tensor& w,
             shape_str(dx.shape()));
   check_segments(segs, dy.dim(0), w.dim(0));
   if (in > 0 && out > 0 && !rows_overlap(segs) &&
-      cutlass_grouped(1, dy, w, dx, out, in, segs, float(alpha), float(beta)))
+      cutlass_grouped(sm90::Form::NN, dy, w, dx, out, in, segs, float(alpha), float(beta)))
     return;
   const size_t es = dtype_size(dy.dtype()), esc = dtype_size(dx.dtype());
   const char *pdy = static_cast<const char*>(dy.raw()), *pw = static_cast<const char*>(w.raw());
@@ -211,7 +211,7 @@ void CudaBackend::grouped_gemm_tn(const Tensor& dy, const Tensor& x,
     waves[wv].push_back(s);
   }
   for (const auto& wave : waves) {
-    if (cutlass_grouped(2, dy, x, dw, out, in, wave, float(alpha), 1.0f)) continue;
+    if (cutlass_grouped(sm90::Form::TN, dy, x, dw, out, in, wave, float(alpha), 1.0f)) continue;
     std::vector<GemmProblem> probs;
     for (const Segment& s : wave) probs.push_back(problem(s));
     run_gemm_problems(probs, dy.dtype(), dw.dtype(), float(alpha), 1.0f, true);

@@ -10,9 +10,6 @@
 
 #include "src/ops/cuda/cuda_backend.h"
 #include "src/ops/cuda/cuda_util.h"
-#ifdef MOE_HAVE_CUTLASS
-#include "src/ops/cuda/cutlass/grouped_gemm_sm90.h"
-#endif
 
 namespace moe::ops::gpu {
 
@@ -24,14 +21,14 @@ bool CudaBackend::cutlass_available() const {
 #endif
 }
 
-bool CudaBackend::cutlass_grouped(int form, const Tensor& act, const Tensor& other, Tensor& out,
+bool CudaBackend::cutlass_grouped(sm90::Form form, const Tensor& act, const Tensor& other, Tensor& out,
                                   int64_t out_features, int64_t in_features,
                                   const std::vector<Segment>& segs, float alpha, float beta) {
 #ifdef MOE_HAVE_CUTLASS
   if (grouped_mode_ != GroupedGemmMode::Auto && grouped_mode_ != GroupedGemmMode::Cutlass)
     return false;
   if (!cutlass_available()) return false;
-  const DType want_out = form == 2 ? DType::F32 : DType::BF16;
+  const DType want_out = form == sm90::Form::TN ? DType::F32 : DType::BF16;
   if (act.dtype() != DType::BF16 || other.dtype() != DType::BF16 || out.dtype() != want_out)
     return false;
   if (!sm90::shapes_supported(out_features, in_features)) return false;
@@ -44,11 +41,10 @@ bool CudaBackend::cutlass_grouped(int form, const Tensor& act, const Tensor& oth
   if (P == 0) return true;  // nothing to compute (TN: dW += 0)
   Tensor dev_table = scratch(int64_t(table.size()), DType::I64);
   upload(dev_table.raw(), table.data(), table.size() * sizeof(int64_t));
-  const sm90::Form f = form == 0 ? sm90::Form::NT : form == 1 ? sm90::Form::NN : sm90::Form::TN;
-  const size_t ws_bytes = sm90::workspace_bytes(f, P, sm_count_);
+  const size_t ws_bytes = sm90::workspace_bytes(form, P, sm_count_);
   Tensor ws = scratch(int64_t((ws_bytes + 7) / 8), DType::I64);
   sm90::GroupedGemmArgs a;
-  a.form = f;
+  a.form = form;
   a.act = act.raw();
   a.other = other.raw();
   a.out = out.raw();
@@ -59,7 +55,7 @@ bool CudaBackend::cutlass_grouped(int form, const Tensor& act, const Tensor& oth
   a.segments = static_cast<const int64_t*>(dev_table.raw());
   a.problems = P;
   if (const char* err = sm90::run(a, ws.raw(), ws_bytes, sm_count_, stream_))
-    MOE_CHECK(false, "CUTLASS grouped GEMM (", form == 0 ? "NT" : form == 1 ? "NN" : "TN", ", ",
+    MOE_CHECK(false, "CUTLASS grouped GEMM (", sm90::form_name(form), ", ",
               P, " problems, out ", out_features, ", in ", in_features, "): ", err);
   ++cutlass_calls_;
   return true;

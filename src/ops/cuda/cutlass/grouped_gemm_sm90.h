@@ -14,7 +14,8 @@
 // builds the problem shapes, the operand pointers and the strides from it in device memory, as
 // torch._grouped_mm builds them from its offsets, and CUTLASS reads them there (no host copy of
 // the shapes). This header is plain C++ so that the backend (compiled for every architecture)
-// can call the sm_90a-only translation unit.
+// can call the sm_90a-only translation unit; its functions exist only in a build with CUTLASS
+// (MOE_HAVE_CUTLASS), the Form enum in every CUDA build.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -25,6 +26,7 @@
 namespace moe::ops::gpu::sm90 {
 
 enum class Form { NT, NN, TN };
+inline const char* form_name(Form f) { return f == Form::NT ? "NT" : f == Form::NN ? "NN" : "TN"; }
 
 struct GroupedGemmArgs {
   Form form = Form::NT;

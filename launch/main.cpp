@@ -1,15 +1,19 @@
 // moe: the trainer's single executable. Subcommands: train, eval, param-table, coord-check,
-// sweep, bench, export. Exit codes: 0 success, 1 internal error, 2 bad input (config, data,
-// checkpoint); an error stops every rank.
+// sweep, bench, export. Exit codes (README): 0 success, 1 internal error, 2 bad input (config,
+// data, checkpoint), 3 non-finite, 4 collective timeout, 5 stopped by a signal with a checkpoint;
+// an error stops every rank.
 #include <mpi.h>
 
 #include <cstdio>
+#include <csignal>
 #include <cstdlib>
+#include <cstring>
 
 #include "comm/agree.h"
 #include "comm/mpi_communicator.h"
 #include "launch/commands.h"
 #include "src/core/error.h"
+#include "src/run/stop_signals.h"
 
 namespace moe::launch {
 namespace {
@@ -20,6 +24,9 @@ comm::Communicator& world() { return *g_world; }
 
 int main(int argc, char** argv) {
   using namespace moe;
+  // `moe train` catches its stop signals before MPI starts: a scheduler's signal that arrives
+  // while the job is still starting must not kill it (the run decides once it has its config).
+  if (argc > 1 && std::strcmp(argv[1], "train") == 0) run::catch_stop_signals({SIGTERM, SIGINT, SIGUSR1});
   comm::mpi_init(&argc, &argv);
   launch::g_world = std::make_unique<comm::MpiCommunicator>(MPI_COMM_WORLD);
   const int rank = launch::g_world->rank();

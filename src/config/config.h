@@ -13,9 +13,16 @@ namespace moe::config {
 struct RunConfig {
   std::string dir = "runs/default";
   int64_t seed = 1234;
+  // Signals that stop the run at the next step boundary with a checkpoint (src/run/
+  // stop_signals.h); any other keeps its default action. [] = none caught.
+  std::vector<std::string> stop_signals = {"SIGTERM", "SIGINT", "SIGUSR1"};
+  // A stop still running this long after its signal exits at once (latest untouched); 0 = no bound.
+  double stop_timeout_s = 120;
   template <class V> void visit(V& v) {
     v("dir", dir);
     v("seed", seed);
+    v("stop_signals", stop_signals);
+    v("stop_timeout_s", stop_timeout_s);
   }
 };
 
@@ -341,6 +348,8 @@ struct DebugConfig {
   // Every token's choices go to experts e, e+1, ... (mod M): a token surge on one expert's rank,
   // to test dropless buffers and capacity drops. The model's math is not meaningful then.
   int64_t route_all_to_expert = -1;     // -1 = off
+  // The checkpoint a stop signal asks for first sleeps this long (tests of the stop's bounds).
+  double stop_save_delay_s = 0;
   template <class V> void visit(V& v) {
     v("inject_nan_step", inject_nan_step);
     v("inject_nan_rank", inject_nan_rank);
@@ -349,6 +358,7 @@ struct DebugConfig {
     v("fault_rank", fault_rank);
     v("fault", fault);
     v("route_all_to_expert", route_all_to_expert);
+    v("stop_save_delay_s", stop_save_delay_s);
   }
 };
 

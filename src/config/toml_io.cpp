@@ -38,6 +38,11 @@ class Writer {
   void write(const char* key, const std::optional<T>& v) {
     if (v) write(key, *v);
   }
+  void write(const char* key, const std::vector<std::string>& v) {
+    toml::array a;
+    for (const std::string& s : v) a.push_back(s);
+    tbl_.insert_or_assign(key, std::move(a));
+  }
   template <class T>
   void write(const char* key, const std::map<std::string, T>& m) {
     toml::table sub;

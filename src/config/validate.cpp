@@ -240,6 +240,13 @@ void validate(const Config& c, const TomlContext& ctx, int world_size) {
              "debug.route_all_to_expert", "must be -1 (off) or an expert index below moe.experts",
              {"moe.experts"});
 
+  for (size_t i = 0; i < c.run.stop_signals.size(); ++i)
+    ck.one_of(c.run.stop_signals[i], "run.stop_signals[" + std::to_string(i) + "]",
+              {"SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2", "SIGHUP"});
+  ck.require(c.run.stop_timeout_s >= 0, "run.stop_timeout_s", "must be >= 0 (0 = no bound)");
+
+  ck.range(g.stop_save_delay_s, 0, 3600, "debug.stop_save_delay_s");
+
   const CheckpointConfig& k = c.checkpoint;
   ck.require(k.every >= 0, "checkpoint.every", "must be >= 0 (0 = only at the end)");
   ck.positive(k.keep, "checkpoint.keep");

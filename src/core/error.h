@@ -13,6 +13,7 @@ constexpr int kExitInternal = 1;   // a bug or a failed system call
 constexpr int kExitBadInput = 2;   // bad config, data file or checkpoint; a config that does not fit
 constexpr int kExitNonFinite = 3;  // non-finite loss or gradient under train.nonfinite = "stop"
 constexpr int kExitTimeout = 4;    // a collective outlived parallel.timeout_s (a rank hangs or died)
+constexpr int kExitStopped = 5;    // stopped by a signal at a step boundary, checkpoint written: resumable
 
 class Error : public std::runtime_error {
  public:

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "src/core/launcher.h"
 #include "src/metrics/flops.h"
 #include "src/metrics/json.h"
+#include "src/run/stop_signals.h"
 
 namespace moe::train {
 namespace {
@@ -64,20 +66,23 @@ Trainer::Trainer(const config::Config& cfg, comm::ParallelContext& ctx, TrainerO
                            ": raise data.val_fraction or lower train.eval_batches",
                        true);
   }
-  if (opt_.write_run_dir && ctx_.world->rank() == 0) {
-    // A run directory that cannot be made is the user's input (run.dir), seen by rank 0 only:
-    // the caller's agreement (comm::run_agreed) stops every rank with this one line. Every
-    // write is checked (a full disk names the file and the reason).
-    std::error_code ec;
-    std::filesystem::create_directories(cfg_.run.dir, ec);
-    if (ec || !std::filesystem::is_directory(cfg_.run.dir))
-      throw InputError("run.dir = \"" + cfg_.run.dir + "\": cannot create the run directory" +
-                       (ec ? ": " + ec.message() : std::string(": not a directory")));
-    stop_if_launcher_gone();
-    ckpt::write_file_durably(cfg_.run.dir + "/config.toml", config::to_toml(cfg_));
-    ckpt::write_file_durably(cfg_.run.dir + "/param_table.txt", optim::format_table(table_, "text"));
-    metrics_.open(cfg_.run.dir + "/metrics.jsonl");
-  }
+  if (opt_.write_run_dir) open_run_dir();
+}
+
+void Trainer::open_run_dir() {
+  if (ctx_.world->rank() != 0) return;
+  // A run directory that cannot be made is the user's input (run.dir), seen by rank 0 only:
+  // the caller's agreement (comm::run_agreed) stops every rank with this one line. Every
+  // write is checked (a full disk names the file and the reason).
+  std::error_code ec;
+  std::filesystem::create_directories(cfg_.run.dir, ec);
+  if (ec || !std::filesystem::is_directory(cfg_.run.dir))
+    throw InputError("run.dir = \"" + cfg_.run.dir + "\": cannot create the run directory" +
+                     (ec ? ": " + ec.message() : std::string(": not a directory")));
+  stop_if_launcher_gone();
+  ckpt::write_file_durably(cfg_.run.dir + "/config.toml", config::to_toml(cfg_));
+  ckpt::write_file_durably(cfg_.run.dir + "/param_table.txt", optim::format_table(table_, "text"));
+  metrics_.open(cfg_.run.dir + "/metrics.jsonl");
 }
 
 Trainer::~Trainer() = default;
@@ -249,6 +254,7 @@ void Trainer::train() {
   first_logged_step_ = step_;
   const int64_t every = cfg_.checkpoint.every;
   while (step_ < cfg_.train.steps) {
+    if (const int sig = agreed_stop_signal()) stop_for_signal(sig);
     StepRecord r = step();
     if (evaluates_at(r.step)) r.val_loss = evaluate(*val_, cfg_.train.eval_batches);
     // Skipped and evaluation steps are always logged (the verdict is the same on every rank: log
@@ -271,6 +277,30 @@ void Trainer::save_agreed() {
   }
 }
 
+int Trainer::agreed_stop_signal() {
+  // One small reduction per step: every rank leaves the loop at the same boundary, so none is
+  // left waiting in the next step's collectives.
+  return int(ctx_.world->max(double(run::stop_signal())));
+}
+
+void Trainer::stop_for_signal(int sig) {
+  // At step 0 nothing was trained: `--resume auto` starts the run, which is the same.
+  if (opt_.checkpoints && step_ > 0 && step_ != saved_step_) {
+    if (cfg_.debug.stop_save_delay_s > 0)
+      std::this_thread::sleep_for(std::chrono::duration<double>(cfg_.debug.stop_save_delay_s));
+    save_agreed();
+  }
+  const std::string where = step_ == 0 ? "before its first step (nothing to save)"
+                            : last_checkpoint_.empty() || !opt_.checkpoints
+                                ? "at step " + std::to_string(step_) + " (checkpoints are off)"
+                                : "at step " + std::to_string(step_) + " of " + std::to_string(cfg_.train.steps) +
+                                      ": checkpoint " + last_checkpoint_ + " written";
+  char after[64];
+  std::snprintf(after, sizeof after, " (%.1f s after the signal)", run::seconds_since_stop_signal());
+  throw SignalStop("stopped by " + run::signal_name(sig) + " " + where + after +
+                   "; continue with --resume auto (exit " + std::to_string(kExitStopped) + ")");
+}
+
 ckpt::TrainState Trainer::checkpoint_state() {
   ckpt::TrainState s;
   s.config = &cfg_;
@@ -280,6 +310,8 @@ ckpt::TrainState Trainer::checkpoint_state() {
   for (models::MoeLayer* m : model_->moe_layers()) s.expert_bias.push_back(m->bias());
   s.step = step_;
   s.optimizer_steps = optim_->steps_taken();
+  s.run_id = run_id_;
+  s.segment = segment_;
   return s;
 }
 

@@ -48,6 +48,14 @@ class NonFiniteStop : public Error {
   explicit NonFiniteStop(const std::string& msg) : Error(msg, kExitNonFinite) {}
 };
 
+// Thrown by train() on every rank at the same step boundary when a stop signal reached any rank
+// (src/run/stop_signals.h), after the checkpoint of that step is written (none at step 0).
+// `moe train` prints it once and exits kExitStopped.
+class SignalStop : public Error {
+ public:
+  SignalStop(const std::string& msg) : Error(msg, kExitStopped) {}
+};
+
 // The debug.fault_* injection (tests only): throws, exits or hangs this rank at that step.
 void inject_fault(const config::DebugConfig& d, int64_t step, int rank);
 
@@ -61,8 +69,17 @@ class Trainer {
  public:
   Trainer(const config::Config& cfg, comm::ParallelContext& ctx, TrainerOptions opt = {});
   ~Trainer();
-  // Runs steps from the current one up to train.steps.
+  // Runs steps from the current one up to train.steps; stops early (SignalStop) when a stop
+  // signal reached any rank, agreed at each step boundary.
   void train();
+  // Writes the run directory's config.toml and param_table.txt and opens metrics.jsonl for
+  // appending (rank 0). The constructor calls it when TrainerOptions::write_run_dir.
+  void open_run_dir();
+  // The identity and segment the checkpoints record (src/run/start.h).
+  void set_run(const std::string& run_id, int64_t segment) {
+    run_id_ = run_id;
+    segment_ = segment;
+  }
   // One optimizer step (the next one); returns its record.
   StepRecord step();
   // Mean cross-entropy over `batches` global batches of a source (no update): its sequences
@@ -98,6 +115,9 @@ class Trainer {
   // save_checkpoint() inside train(): a failure prints one line (rank 0) and throws
   // comm::AgreedFailure on every rank.
   void save_agreed();
+  // The stop signal of any rank (max over ranks; collective), 0 when none.
+  int agreed_stop_signal();
+  [[noreturn]] void stop_for_signal(int sig);
 
   config::Config cfg_;
   comm::ParallelContext& ctx_;
@@ -114,6 +134,8 @@ class Trainer {
   int64_t first_logged_step_ = 0;
   int64_t saved_step_ = -1;  // step of the checkpoint last saved or loaded (no second save of it)
   std::string last_checkpoint_;  // its directory
+  std::string run_id_;
+  int64_t segment_ = 1;
 };
 
 }  // namespace moe::train

@@ -53,15 +53,21 @@ void run_agreed_rethrow(Communicator& world, const std::function<void()>& fn) {
   world.all_reduce(v, 2, DType::I64, ReduceOp::Max);
   if (v[0] == 0) return;
   const int root = int(-v[1]);
-  // The failing rank's code and message travel as 64-bit words (the interface has no byte type).
-  int64_t head[2] = {code, int64_t(msg.size())};
-  world.broadcast(head, 2, DType::I64, root);
-  std::vector<int64_t> words((head[1] + 7) / 8 + 1, 0);
-  if (world.rank() == root) std::memcpy(words.data(), msg.data(), msg.size());
+  int64_t failed = code;
+  world.broadcast(&failed, 1, DType::I64, root);
+  const std::string shared = broadcast_text(world, msg, root);
+  if (failed == kExitBadInput) throw InputError(shared, true);
+  throw Error(shared, int(failed));
+}
+
+std::string broadcast_text(Communicator& world, const std::string& text, int root) {
+  // Bytes travel as 64-bit words (the interface has no byte type).
+  int64_t len = int64_t(text.size());
+  world.broadcast(&len, 1, DType::I64, root);
+  std::vector<int64_t> words((len + 7) / 8 + 1, 0);
+  if (world.rank() == root) std::memcpy(words.data(), text.data(), text.size());
   world.broadcast(words.data(), int64_t(words.size()), DType::I64, root);
-  std::string shared(reinterpret_cast<const char*>(words.data()), size_t(head[1]));
-  if (head[0] == kExitBadInput) throw InputError(shared, true);
-  throw Error(shared, int(head[0]));
+  return std::string(reinterpret_cast<const char*>(words.data()), size_t(len));
 }
 
 }  // namespace moe::comm

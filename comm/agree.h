@@ -5,6 +5,7 @@
 #pragma once
 #include <functional>
 #include <stdexcept>
+#include <string>
 
 #include "comm/communicator.h"
 
@@ -31,5 +32,8 @@ void run_agreed(Communicator& world, const std::function<void()>& fn);
 // collective library calls (checkpoint save and load) whose callers, and tests, need the message
 // on every rank; wrapped in run_agreed, it still prints once.
 void run_agreed_rethrow(Communicator& world, const std::function<void()>& fn);
+
+// `text` of rank `root` on every rank (collective).
+std::string broadcast_text(Communicator& world, const std::string& text, int root);
 
 }  // namespace moe::comm

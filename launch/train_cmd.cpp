@@ -8,7 +8,9 @@
 #include "src/core/launcher.h"
 #include "src/data/synthetic.h"
 #include "src/train/memory_estimate.h"
-#include "src/train/run_lock.h"
+#include "src/run/run_lock.h"
+#include "src/run/start.h"
+#include "src/run/stop_signals.h"
 #include "src/train/trainer.h"
 
 namespace moe::launch {
@@ -19,23 +21,37 @@ struct TrainArgs {
   std::vector<std::string> sets;
   std::string resume;
   bool overwrite = false;
+  std::vector<std::string> allow_changes;
 };
 
 int run_train(const TrainArgs& a) {
   comm::Communicator& w = world();
   config::Config cfg = load_config_agreed(a.config, a.sets, w.size());
+  // main() caught every stop signal before MPI started; from here, run.stop_signals.
+  std::vector<int> stop_signals;
+  for (const std::string& s : cfg.run.stop_signals) stop_signals.push_back(run::signal_number(s));
+  run::catch_stop_signals(stop_signals);
+  run::set_stop_timeout(cfg.run.stop_timeout_s, w.rank());
   watch_launcher(w.rank());
   set_collective_timeout(cfg);
-  // One job per run directory, held until this function returns (or the process dies); what
-  // the directory already holds is continued (--resume), replaced (--overwrite) or refused.
-  std::unique_ptr<train::RunDirLock> lock;
+  // One job per run directory, held until this function returns (or the process dies). Rank 0
+  // decides how this segment starts (src/run/start.h) and tells the others.
+  std::unique_ptr<run::RunDirLock> lock;
+  run::StartPlan plan;
   comm::run_agreed(w, [&] {
     if (a.overwrite && !a.resume.empty())
       throw InputError("--overwrite and --resume together: --overwrite removes the run's checkpoints", true);
     if (w.rank() != 0) return;
-    lock = std::make_unique<train::RunDirLock>(cfg.run.dir);
-    train::prepare_run_dir(cfg.run.dir, !a.resume.empty(), a.overwrite);
+    lock = std::make_unique<run::RunDirLock>(cfg.run.dir);
+    const std::set<std::string> allow(a.allow_changes.begin(), a.allow_changes.end());
+    plan = run::plan_start(cfg.run.dir, cfg, {a.resume, a.overwrite, allow});
   });
+  const std::string shared = comm::broadcast_text(w, w.rank() == 0 ? run::plan_to_text(plan) : "", 0);
+  if (w.rank() != 0) plan = run::plan_from_text(shared);
+  if (plan.kind == run::StartKind::Complete) {
+    if (w.rank() == 0) std::printf("moe train: %s\n", plan.note.c_str());
+    return 0;
+  }
   w.set_heartbeat_dir(cfg.run.dir);  // a hang names the rank that stopped (comm/watchdog.h)
   std::unique_ptr<ops::Backend> backend;
   comm::run_agreed(w, [&] { backend = make_backend(cfg); });
@@ -49,26 +65,33 @@ int run_train(const TrainArgs& a) {
   });
   auto ctx = comm::make_parallel_context(make_model_world(cfg, *backend), int(cfg.parallel.ep), backend.get());
   std::unique_ptr<train::Trainer> trainer;
-  comm::run_agreed(w, [&] { trainer = std::make_unique<train::Trainer>(cfg, ctx); });
-  std::string resumed;
+  train::TrainerOptions topt;
+  topt.write_run_dir = false;  // below, once the start is certain
+  comm::run_agreed(w, [&] { trainer = std::make_unique<train::Trainer>(cfg, ctx, topt); });
   double load_s = 0;
-  if (!a.resume.empty()) {  // any rank's error (bad or mismatched checkpoint) stops all with one line
+  if (!plan.checkpoint.empty()) {  // any rank's error (bad or mismatched checkpoint) stops all with one line
     const auto t0 = std::chrono::steady_clock::now();
     comm::run_agreed(w, [&] {
-      resumed = trainer->load_checkpoint(a.resume).dir;
+      const std::string loaded = trainer->load_checkpoint(plan.checkpoint).dir;
       const int64_t step = trainer->steps_done();
       std::string origin = a.config.empty() ? "<built-in default config>" : a.config;
       for (const std::string& s : a.sets)
         if (s.rfind("train.steps=", 0) == 0) origin = "--set " + s;
       if (cfg.train.steps <= step)  // the same on every rank: the step is the checkpoint's
         throw InputError(origin + ": train.steps = " + std::to_string(cfg.train.steps) + " is at or below the step of " +
-                             resumed + " (" + std::to_string(step) +
+                             loaded + " (" + std::to_string(step) +
                              "): nothing to train; set train.steps above it to continue",
                          true);
-      if (w.rank() == 0) train::truncate_metrics_after(cfg.run.dir, step);
     });
     load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
+  // Only now does the directory change: a refused or failed start has lost nothing.
+  comm::run_agreed(w, [&] {
+    if (w.rank() != 0) return;
+    run::begin_segment(cfg.run.dir, plan, cfg);
+    trainer->open_run_dir();
+  });
+  trainer->set_run(plan.identity.id, plan.segment);
   if (w.rank() == 0) {
     const auto& src = trainer->source();
     std::printf("moe train: %d rank(s), ep=%lld%s, dp=%d, device %s, preset %s\n", w.size(),
@@ -95,10 +118,12 @@ int run_train(const TrainArgs& a) {
     }
     std::printf("memory per rank: estimate %s; limit %s\n", mem.describe().c_str(),
                 limit.bytes > 0 ? train::format_bytes(limit.bytes).c_str() : "unknown");
-    std::printf("run dir: %s\n", cfg.run.dir.c_str());
-    if (!resumed.empty())
-      std::printf("resumed from %s at step %lld (%.2f s)\n", resumed.c_str(), (long long)trainer->steps_done(),
-                  load_s);
+    std::printf("run dir: %s (run %s)\n", cfg.run.dir.c_str(), plan.identity.id.c_str());
+    if (!plan.note.empty()) std::printf("%s\n", plan.note.c_str());
+    if (!plan.checkpoint.empty()) std::printf("checkpoint loaded in %.2f s\n", load_s);
+    for (const run::ConfigChange& c : plan.changes)
+      std::printf("config change since the checkpoint: %s = %s -> %s\n", c.key.c_str(), c.before.c_str(),
+                  c.after.c_str());
     std::fflush(stdout);
   }
   try {
@@ -107,6 +132,15 @@ int run_train(const TrainArgs& a) {
     // Every rank is here at the same step (the verdict came from collectives): one line, the
     // same exit code everywhere, and no MPI_Abort.
     if (w.rank() == 0) comm::print_error(e.what());
+    throw comm::AgreedFailure(e.exit_code());
+  } catch (const train::SignalStop& e) {
+    // Every rank stops at the same boundary with the checkpoint written; the bound on the stop
+    // is lifted before MPI's finalize.
+    run::stop_finished();
+    if (w.rank() == 0) {
+      std::fprintf(stderr, "moe: %s\n", e.what());
+      std::fflush(stderr);
+    }
     throw comm::AgreedFailure(e.exit_code());
   }
   return 0;
@@ -119,7 +153,11 @@ void add_train(CLI::App& app, std::vector<Command>& cmds) {
   CLI::App* sub = app.add_subcommand("train", "train a model (run under mpirun or srun for several ranks)");
   sub->add_option("--config", args->config, "TOML config (default: the built-in configs/default.toml)");
   sub->add_option("--set", args->sets, "override a key: --set optim.lr=1e-3 (repeatable)");
-  sub->add_option("--resume", args->resume, "checkpoint directory, or a run directory to resume from its latest");
+  sub->add_option("--resume", args->resume,
+                  "auto (this run.dir's latest checkpoint, or a fresh start when it has none), a checkpoint "
+                  "directory, or a run directory (its latest); another run's checkpoint forks it into an empty run.dir");
+  sub->add_option("--allow-change", args->allow_changes,
+                  "a config key that may differ from the checkpoint's on resume (repeatable; e.g. train.steps)");
   sub->add_flag("--overwrite", args->overwrite,
                 "start over in a run.dir that holds an earlier run (removes its metrics and checkpoints)");
   cmds.push_back({sub, [args] { return run_train(*args); }});

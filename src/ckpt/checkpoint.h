@@ -31,6 +31,8 @@ struct TrainState {
   std::vector<Tensor> expert_bias;        // (M) per MoE layer, in block order
   int64_t step = 0;                       // optimizer steps done = data cursor
   int64_t optimizer_steps = 0;            // Optimizer::steps_taken
+  std::string run_id;                     // the run's identity (src/run/identity.h), for the manifest
+  int64_t segment = 1;
 };
 
 // The name of the expert-bias tensor of the MoE layer in block `layer`.

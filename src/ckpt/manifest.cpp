@@ -4,6 +4,8 @@
 
 #include <toml++/toml.h>
 
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -142,6 +144,8 @@ std::string manifest_to_toml(const Manifest& m) {
   top.insert_or_assign("version", m.version);
   top.insert_or_assign("step", m.step);
   top.insert_or_assign("optimizer_steps", m.optimizer_steps);
+  top.insert_or_assign("run_id", m.run_id);
+  top.insert_or_assign("segment", m.segment);
   top.insert_or_assign("dtype", "f32");
   top.insert_or_assign("checksum", "xxh64");
   top.insert_or_assign("experts", m.experts);
@@ -233,10 +237,14 @@ Manifest read_manifest(const std::string& path) {
                      true);
   m.step = rd.get<int64_t>(root, "step");
   m.optimizer_steps = rd.get<int64_t>(root, "optimizer_steps");
+  // Optional: checkpoints from before run identities have neither.
+  if (root.get("run_id")) m.run_id = rd.get<std::string>(root, "run_id");
+  if (root.get("segment")) m.segment = rd.get<int64_t>(root, "segment");
   m.experts = rd.get<int64_t>(root, "experts");
   m.config = rd.get<std::string>(root, "config");
   m.param_table = rd.get<std::string>(root, "param_table");
   if (m.step < 0 || m.experts < 1) rd.fail("step or experts out of range");
+  if (m.segment < 1) rd.fail("segment out of range");
   for (const toml::node& n : *rd.get<const toml::array*>(root, "expert_bias")) {
     if (!n.is_string()) rd.fail("expert_bias must hold strings");
     m.bias_names.push_back(*n.value<std::string>());
@@ -342,21 +350,48 @@ void check_same_model(const Manifest& m, const std::string& path, const config::
                          true);
     }
   }
-  // The table: first differing row and column, by name.
-  auto A = lines(m.param_table), B = lines(optim::format_table(table, "csv"));
-  std::vector<std::string> header = A.empty() ? std::vector<std::string>{} : csv_cells(A[0]);
-  for (size_t i = 0; i < std::max(A.size(), B.size()); ++i) {
-    std::string a = i < A.size() ? A[i] : "", b = i < B.size() ? B[i] : "";
-    if (a == b) continue;
-    auto ca = csv_cells(a), cb = csv_cells(b);
-    std::string where = "parameterization table";
-    for (size_t j = 0; j < std::max(ca.size(), cb.size()); ++j) {
-      std::string x = j < ca.size() ? ca[j] : "", y = j < cb.size() ? cb[j] : "";
-      if (x == y) continue;
-      std::string row = !ca.empty() ? ca[0] : !cb.empty() ? cb[0] : "?";
-      std::string col = j < header.size() ? header[j] : "column " + std::to_string(j);
-      throw InputError(path + ": parameterization table " + row + "." + col +
-                           " differs: the checkpoint has " + x + ", the config has " + y +
+  // The table, where it shapes the forward pass: a checkpoint's weights belong to these fans
+  // and multipliers. Learning rates, Adam eps, decay and init follow [optim] and
+  // [parameterization] keys, which a resume may change only when allowed (src/run/
+  // config_changes.h). Numbers compare to 6 significant digits, so that tables printed with
+  // fewer digits (older checkpoints) still match.
+  const auto rows = [](const std::string& csv) {
+    std::map<std::string, std::map<std::string, std::string>> out;
+    auto ls = lines(csv);
+    if (ls.empty()) return out;
+    const std::vector<std::string> header = csv_cells(ls[0]);
+    for (size_t i = 1; i < ls.size(); ++i) {
+      const std::vector<std::string> c = csv_cells(ls[i]);
+      if (c.empty()) continue;
+      for (size_t j = 0; j < header.size(); ++j) out[c[0]][header[j]] = j < c.size() ? c[j] : "";
+    }
+    return out;
+  };
+  const auto same = [](const std::string& x, const std::string& y) {
+    if (x == y) return true;
+    char* ex = nullptr;
+    char* ey = nullptr;
+    const double a = std::strtod(x.c_str(), &ex), b = std::strtod(y.c_str(), &ey);
+    if (x.empty() || y.empty() || *ex || *ey) return false;
+    return std::fabs(a - b) <= 1e-6 * std::max(std::fabs(a), std::fabs(b));
+  };
+  auto A = rows(m.param_table), B = rows(optim::format_table(table, "csv"));
+  std::set<std::string> groups;
+  for (const auto& [g, v] : A) groups.insert(g);
+  for (const auto& [g, v] : B) groups.insert(g);
+  for (const std::string& g : groups) {
+    const auto a = A.find(g), b = B.find(g);
+    if (a == A.end() || b == B.end())
+      throw InputError(path + ": parameterization table group " + g + " is only in the " +
+                           (a == A.end() ? "config" : "checkpoint") +
+                           " (a checkpoint loads only into the same parameterization)",
+                       true);
+    // A column an older table lacks is not compared.
+    for (const char* col : {"kind", "fan_in", "fan_out", "multiplier", "multiplier_rule", "in_model"}) {
+      const auto x = a->second.find(col), y = b->second.find(col);
+      if (x == a->second.end() || y == b->second.end() || same(x->second, y->second)) continue;
+      throw InputError(path + ": parameterization table " + g + "." + col + " differs: the checkpoint has " +
+                           x->second + ", the config has " + y->second +
                            " (a checkpoint loads only into the same parameterization)",
                        true);
     }

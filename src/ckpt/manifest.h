@@ -57,6 +57,8 @@ struct Manifest {
   int64_t version = kFormatVersion;
   int64_t step = 0;             // optimizer steps done = data cursor
   int64_t optimizer_steps = 0;  // the optimizer's own count (differs when steps were skipped)
+  std::string run_id;           // the run that saved it (src/run/identity.h); "" before run ids
+  int64_t segment = 1;          // which of the run's segments saved it (1 = the first start)
   std::string config;           // config::to_toml of the run that saved it
   std::string param_table;      // optim::format_table(table, "csv")
   ForwardConstants forward;     // written only

@@ -146,6 +146,8 @@ Manifest make_manifest(const TrainState& st, comm::ParallelContext& ctx) {
   Manifest m;
   m.step = st.step;
   m.optimizer_steps = st.optimizer_steps;
+  m.run_id = st.run_id;
+  m.segment = st.segment;
   m.config = config::to_toml(cfg);
   m.param_table = optim::format_table(*st.table, "csv");
   m.forward = forward_constants(cfg, *st.table);

@@ -1,6 +1,6 @@
 // The run-directory lock (see run_lock.h for the stale rule) and the checks on what a run
 // directory already holds.
-#include "src/train/run_lock.h"
+#include "src/run/run_lock.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -15,13 +15,11 @@
 #include <fstream>
 #include <sstream>
 
-#include "src/ckpt/directory.h"
 #include "src/core/error.h"
-#include "src/train/run_metrics.h"
 
 namespace fs = std::filesystem;
 
-namespace moe::train {
+namespace moe::run {
 namespace {
 
 std::string hostname() {
@@ -77,7 +75,7 @@ void write_holder(int fd, const std::string& path) {
   std::ostringstream os;
   os << "host=" << hostname() << " pid=" << ::getpid() << " slurm_job=" << slurm_job() << " started="
      << std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()
-     << "\n# moe train holds this run directory; see src/train/run_lock.h for when a left-over file is stale\n";
+     << "\n# moe train holds this run directory; see src/run/run_lock.h for when a left-over file is stale\n";
   const std::string text = os.str();
   if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, text.data(), text.size(), 0) != ssize_t(text.size()) ||
       ::fsync(fd) != 0)
@@ -86,11 +84,12 @@ void write_holder(int fd, const std::string& path) {
 
 }  // namespace
 
-RunDirLock::RunDirLock(const std::string& run_dir) : path_(file_name(run_dir)) {
+RunDirLock::RunDirLock(const std::string& run_dir, const std::string& file, const std::string& what)
+    : path_(run_dir + "/" + file) {
   std::error_code ec;
   fs::create_directories(run_dir, ec);
   if (ec || !fs::is_directory(run_dir))
-    throw InputError("run.dir = \"" + run_dir + "\": cannot create the run directory" +
+    throw InputError(what + " = \"" + run_dir + "\": cannot create the " + (what == "run.dir" ? "run directory" : "directory") +
                      (ec ? ": " + ec.message() : std::string(": not a directory")));
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0 && errno != EEXIST) throw InputError(path_ + ": cannot create the lock file: " + std::strerror(errno));
@@ -110,8 +109,8 @@ RunDirLock::RunDirLock(const std::string& run_dir) : path_(file_name(run_dir)) {
     if (alive) {
       ::close(fd_);
       fd_ = -1;
-      throw InputError("run.dir = \"" + run_dir + "\" is in use by another job (" + h.describe() + "; " + path_ +
-                       "): give this job its own run.dir, or wait until that one ends");
+      throw InputError(what + " = \"" + run_dir + "\" is in use by another job (" + h.describe() + "; " + path_ +
+                       "): give this job its own directory, or wait until that one ends");
     }
   } else if (const int lock = try_lock(fd_); lock == EAGAIN || lock == EACCES) {
     ::close(fd_);
@@ -141,42 +140,4 @@ void RunDirLock::heartbeat() {
     ::futimens(fd_, nullptr);  // the mtime other hosts judge staleness by
 }
 
-void prepare_run_dir(const std::string& run_dir, bool resume, bool overwrite) {
-  const std::string metrics = run_dir + "/metrics.jsonl", root = run_dir + "/checkpoints";
-  std::error_code ec;
-  const bool has_metrics = fs::is_regular_file(metrics, ec) && fs::file_size(metrics, ec) > 0;
-  const size_t checkpoints = ckpt::list_checkpoints(root).size();
-  if (!has_metrics && checkpoints == 0) return;
-  if (overwrite) {
-    for (const char* f : {"metrics.jsonl", "config.toml", "param_table.txt"}) fs::remove(run_dir + "/" + f, ec);
-    fs::remove_all(root, ec);
-    if (ec) throw Error("cannot remove " + root + ": " + ec.message());
-    return;
-  }
-  if (resume) return;
-  std::string what = has_metrics ? "metrics.jsonl" : "";
-  if (checkpoints) what += (what.empty() ? "" : " and ") + std::to_string(checkpoints) + " checkpoint(s)";
-  throw InputError("run.dir = \"" + run_dir + "\" already holds a run (" + what +
-                   "): continue it with --resume " + run_dir + ", start over with --overwrite, or choose another run.dir");
-}
-
-void truncate_metrics_after(const std::string& run_dir, int64_t step) {
-  const std::string path = run_dir + "/metrics.jsonl";
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return;
-  int64_t keep = 0, offset = 0;
-  bool cut = false;
-  for (std::string line; std::getline(f, line);) {
-    std::map<std::string, double> v;
-    const int64_t next = offset + int64_t(line.size()) + (f.eof() ? 0 : 1);
-    const bool complete = parse_metrics_line(line, v) && v.count("step");
-    if (!complete || v["step"] > double(step)) {
-      cut = true;
-      break;
-    }
-    keep = offset = next;
-  }
-  if (cut && ::truncate(path.c_str(), keep) != 0) throw Error("cannot truncate " + path + ": " + std::strerror(errno));
-}
-
-}  // namespace moe::train
+}  // namespace moe::run

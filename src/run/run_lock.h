@@ -6,7 +6,8 @@
 //   - on a file system without working locks, the holder ran on this host and its pid is gone;
 //   - the holder ran on another host and the file is older than kStaleSeconds (no heartbeat),
 //     whatever the lock says: some shared file systems keep fcntl locks per node.
-// A second job on a locked directory gets an InputError naming the holder.
+// A second job on a locked directory gets an InputError naming the holder. `moe sweep --run
+// local` holds the same kind of lock on its out directory (sweep.lock).
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -14,7 +15,7 @@
 #include <string>
 #include <thread>
 
-namespace moe::train {
+namespace moe::run {
 
 constexpr int kHeartbeatSeconds = 10;
 constexpr int kStaleSeconds = 60;  // 6 missed heartbeats
@@ -22,7 +23,9 @@ constexpr int kStaleSeconds = 60;  // 6 missed heartbeats
 class RunDirLock {
  public:
   // Creates run_dir if needed and takes its lock, or throws InputError naming the holder.
-  explicit RunDirLock(const std::string& run_dir);
+  // `what` names the directory in messages ("run.dir", "the sweep's out directory").
+  explicit RunDirLock(const std::string& run_dir, const std::string& file = "moe.lock",
+                      const std::string& what = "run.dir");
   ~RunDirLock();  // stops the heartbeat, removes the lock file
   RunDirLock(const RunDirLock&) = delete;
   RunDirLock& operator=(const RunDirLock&) = delete;
@@ -40,14 +43,4 @@ class RunDirLock {
   std::thread thread_;
 };
 
-// What a run directory already holds. Without --resume, a directory with results (a non-empty
-// metrics.jsonl or a complete checkpoint) is refused unless `overwrite`, which removes them
-// (metrics.jsonl, checkpoints/, config.toml, param_table.txt) so that nothing mixes.
-// Rank 0, with the lock held.
-void prepare_run_dir(const std::string& run_dir, bool resume, bool overwrite);
-
-// After a resume from step `step`: metrics.jsonl keeps only the records up to that step (the
-// steps after it are trained again), cut in place so an open appending writer stays valid.
-void truncate_metrics_after(const std::string& run_dir, int64_t step);
-
-}  // namespace moe::train
+}  // namespace moe::run

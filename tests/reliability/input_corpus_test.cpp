@@ -218,7 +218,7 @@ TEST(InputCorpus, BrokenCheckpoints) {
     cases.push_back({"checkpoints/" + dm.name + " (train --resume)",
                      dm.train_expect,
                      {"train", "--config", "base.toml", "--set", "run.dir=resumed", "--set",
-                      "train.steps=4", "--resume", dir}});
+                      "train.steps=4", "--allow-change", "train.steps", "--resume", dir}});
     cases.push_back({"checkpoints/" + dm.name + " (eval)",
                      dm.eval_expect,
                      {"eval", "--checkpoint", dir, "--batches", "1"}});

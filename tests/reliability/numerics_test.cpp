@@ -68,7 +68,8 @@ TEST(NonFiniteCli, StopExitsThreeAndKeepsTheLastCheckpoint) {
   EXPECT_NE(e.out.find("(step 4)"), std::string::npos) << e.out;
   Result t = moe::test::run(
       moe_cmd(4, {"train", "--config", kInputs + "/base.toml", "--resume", run, "--set",
-                  "run.dir=" + run, "--set", "parallel.ep=2", "--set", "train.steps=6"}),
+                  "run.dir=" + run, "--set", "parallel.ep=2", "--set", "train.steps=6", "--allow-change",
+                  "train.steps"}),
       dir + "/resume", 60);
   EXPECT_EQ(t.code, 0) << t.err;
   EXPECT_NE(t.out.find("at step 4"), std::string::npos) << t.out;

@@ -104,7 +104,9 @@ TEST(RunDir, ResumeNeverGuesses) {
   // Resuming from step 4 of a run that logged 6 steps trains 5..8 once: no step logged twice.
   fs::remove(root + "/latest");
   fs::create_symlink("step_00000004", root + "/latest");
-  Result resumed = run(moe_cmd(4, train_base(run_dir, {"--set", "train.steps=8", "--resume", run_dir})), dir + "/r", kLimit);
+  Result resumed = run(moe_cmd(4, train_base(run_dir, {"--set", "train.steps=8", "--allow-change", "train.steps",
+                                                       "--resume", run_dir})),
+                       dir + "/r", kLimit);
   EXPECT_EQ(resumed.code, 0) << resumed.err;
   EXPECT_EQ(logged_steps(run_dir), (std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8}));
   fs::remove_all(dir);

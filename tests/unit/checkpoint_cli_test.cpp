@@ -105,7 +105,7 @@ TEST(CheckpointCli, KillResumeEvalExport) {
 
   // 2. Resume from the run directory: three more steps.
   const std::string steps = "train.steps=" + std::to_string(S + 3);
-  EXPECT_EQ(wait_exit(spawn(with({"train", "--resume", run, "--set", steps}, model),
+  EXPECT_EQ(wait_exit(spawn(with({"train", "--resume", run, "--set", steps, "--allow-change", "train.steps"}, model),
                             dir + "/train2.log")),
             0)
       << slurp(dir + "/train2.log");

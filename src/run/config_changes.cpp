@@ -1,0 +1,108 @@
+// Key-by-key comparison of two resolved configs, and the rule for which keys may change on a
+// resume.
+#include "src/run/config_changes.h"
+
+#include <toml++/toml.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <sstream>
+
+#include "src/core/error.h"
+#include "src/optim/schedule.h"
+
+namespace moe::run {
+namespace {
+
+// Every leaf of a TOML table as "a.b.c" -> its TOML text (arrays as one value).
+void flatten(const toml::table& t, const std::string& prefix, std::map<std::string, std::string>& out) {
+  for (auto&& [k, v] : t) {
+    const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const toml::table* sub = v.as_table()) {
+      flatten(*sub, key, out);
+      continue;
+    }
+    std::ostringstream os;
+    v.visit([&](auto&& x) { os << x; });
+    out[key] = os.str();
+  }
+}
+
+std::map<std::string, std::string> flat(const config::Config& c) {
+  std::map<std::string, std::string> out;
+  flatten(toml::parse(config::to_toml(c)), "", out);
+  return out;
+}
+
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+std::string steps_note(const config::Config& now, const ConfigChange& c, int64_t saved_step) {
+  const config::OptimConfig& o = now.optim;
+  const int64_t before = std::atoll(c.before.c_str()), after = now.train.steps;
+  if (o.schedule == "constant") return " (optim.schedule = \"constant\": the learning rate does not depend on it)";
+  const double a = optim::lr_factor(o.schedule, saved_step + 1, o.warmup, before, o.min_lr_ratio);
+  const double b = optim::lr_factor(o.schedule, saved_step + 1, o.warmup, after, o.min_lr_ratio);
+  char buf[320];
+  std::snprintf(buf, sizeof buf,
+                " (optim.schedule = \"%s\" decays over train.steps: from step %lld on it is re-stretched over %lld "
+                "steps, and the learning rate at step %lld becomes %.4g x optim.lr instead of %.4g x)",
+                o.schedule.c_str(), (long long)saved_step + 1, (long long)after, (long long)saved_step + 1, b, a);
+  return buf;
+}
+
+}  // namespace
+
+ConfigDiff diff_configs(const std::string& saved, const std::string& origin, const config::Config& now) {
+  // Through the typed reader, so that keys the saved text lacks (it predates them) take their
+  // defaults and compare equal to an unchanged default.
+  const config::Config old = config::parse_config(saved, origin + " (its stored config)", {}, 0);
+  const auto a = flat(old), b = flat(now);
+  ConfigDiff d;
+  for (const auto& [k, v] : a) d.keys.insert(k);
+  for (const auto& [k, v] : b) d.keys.insert(k);
+  for (const std::string& k : d.keys) {
+    auto x = a.find(k), y = b.find(k);
+    const std::string before = x == a.end() ? "(unset)" : x->second, after = y == b.end() ? "(unset)" : y->second;
+    if (before != after) d.changes.push_back({k, before, after});
+  }
+  return d;
+}
+
+bool safe_to_change(const std::string& key) {
+  for (const char* p : {"parallel.", "checkpoint.", "debug.", "run.stop_"})
+    if (starts_with(key, p)) return true;
+  for (const char* k : {"run.dir", "train.micro_batch", "train.log_every", "train.eval_every", "train.peak_tflops",
+                        "train.memory_limit_gb", "train.nonfinite"})
+    if (key == k) return true;
+  return false;
+}
+
+bool fixed_by_checkpoint(const std::string& key) {
+  // Routing and loss weights that no tensor depends on may change when allowed (as
+  // ckpt::check_same_model lets them).
+  for (const char* k : {"moe.capacity_factor", "moe.aux_loss", "moe.z_loss", "moe.bias_update_rate"})
+    if (key == k) return false;
+  return starts_with(key, "model.") || starts_with(key, "moe.");
+}
+
+std::vector<ConfigChange> check_changes(const ConfigDiff& diff, const std::set<std::string>& allowed,
+                                        const std::string& checkpoint, const config::Config& now,
+                                        int64_t saved_step) {
+  for (const std::string& k : allowed)
+    if (!diff.keys.count(k))
+      throw InputError("--allow-change " + k + ": not a key of the config (keys are dotted, e.g. optim.lr)", true);
+  for (const ConfigChange& c : diff.changes) {
+    // The model's own keys are ckpt::check_same_model's to refuse, naming the manifest.
+    if (safe_to_change(c.key) || fixed_by_checkpoint(c.key) || allowed.count(c.key)) continue;
+    const std::string what = c.key + " = " + c.before + " when " + checkpoint + " was saved, " + c.after + " now";
+    throw InputError(what + (c.key == "train.steps" ? steps_note(now, c, saved_step) : std::string()) +
+                         ": a resume must compute what the run computed; keep the old value, or pass --allow-change " +
+                         c.key + " to change it from here on (recorded in metrics.jsonl and config." +
+                         std::to_string(saved_step) + ".toml)",
+                     true);
+  }
+  return diff.changes;
+}
+
+}  // namespace moe::run

@@ -34,7 +34,7 @@ std::vector<char*> c_strings(const std::vector<std::string>& v) {
 }
 
 pid_t spawn_with(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                 posix_spawn_file_actions_t* fa) {
+                 posix_spawn_file_actions_t* fa, posix_spawnattr_t* attr = nullptr) {
   MOE_CHECK(!argv.empty(), "spawn: empty command");
   std::vector<char*> a = c_strings(argv), e = c_strings(env);
   // posix_spawnp searches our PATH; take the start-up PATH for the search too.
@@ -46,10 +46,10 @@ pid_t spawn_with(const std::vector<std::string>& argv, const std::vector<std::st
     std::stringstream ss(path);
     for (std::string dir; std::getline(ss, dir, ':') && rc == ENOENT;) {
       std::string full = (dir.empty() ? "." : dir) + "/" + argv[0];
-      if (access(full.c_str(), X_OK) == 0) rc = posix_spawn(&pid, full.c_str(), fa, nullptr, a.data(), e.data());
+      if (access(full.c_str(), X_OK) == 0) rc = posix_spawn(&pid, full.c_str(), fa, attr, a.data(), e.data());
     }
   } else {
-    rc = posix_spawnp(&pid, argv[0].c_str(), fa, nullptr, a.data(), e.data());
+    rc = posix_spawnp(&pid, argv[0].c_str(), fa, attr, a.data(), e.data());
   }
   if (rc != 0) throw Error("cannot start " + argv[0] + ": " + std::strerror(rc));
   return pid;
@@ -89,14 +89,22 @@ pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>
     posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
   }
+  // Its own process group: Ctrl-C at the terminal reaches `moe sweep` alone, which passes the
+  // stop on in the form each child handles (a SIGINT would make mpirun kill its ranks).
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
   pid_t pid;
   try {
-    pid = spawn_with(argv, env, &fa);
+    pid = spawn_with(argv, env, &fa, &attr);
   } catch (...) {
     posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
     throw;
   }
   posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
   return pid;
 }
 

@@ -18,8 +18,8 @@ std::vector<std::string> launch_environment(const std::map<std::string, std::str
 std::string start_env(const std::string& name);
 // Absolute path of this executable (/proc/self/exe resolved: a child reading it sees its own).
 std::string self_executable();
-// Starts argv[0] (searched in PATH) with stdin from /dev/null and stdout and stderr appended
-// to `log` ("" keeps ours). Throws moe::Error if it cannot start.
+// Starts argv[0] (searched in PATH) in a process group of its own, with stdin from /dev/null
+// and stdout and stderr appended to `log` ("" keeps ours). Throws moe::Error if it cannot start.
 pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env, const std::string& log);
 // Exit code of a finished child: its status, or 128 + signal. -1 while it still runs (nohang).
 int wait_child(pid_t pid, bool nohang = false);

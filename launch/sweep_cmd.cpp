@@ -10,6 +10,7 @@
 #include "launch/plots.h"
 #include "launch/process.h"
 #include "launch/sweep_exec.h"
+#include "src/run/stop_signals.h"
 #include "src/train/sweep.h"
 #include "src/train/sweep_report.h"
 
@@ -80,6 +81,13 @@ int run_sweep(const SweepArgs& a) {
   if (a.run == "local") {
     train::write_sweep_files(s);
     LocalOutcome o = run_local(s, a.jobs);
+    if (o.stopped_by) {
+      std::printf("moe sweep: stopped by %s: %d run(s) finished, %d interrupted with a checkpoint, %d failed, %d not "
+                  "started; run `%s --run local` again to continue\n",
+                  run::signal_name(o.stopped_by).c_str(), o.ran, o.interrupted, o.failed, o.not_started,
+                  again.c_str());
+      return kExitStopped;
+    }
     std::printf("local sweep done: %d run(s) trained, %d already finished, %d failed\n", o.ran, o.skipped, o.failed);
     report = true;
   } else if (a.run == "slurm" || a.prepare) {

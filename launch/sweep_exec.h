@@ -9,12 +9,16 @@
 namespace moe::launch {
 
 struct LocalOutcome {
-  int ran = 0, skipped = 0, failed = 0;
+  int ran = 0, skipped = 0, failed = 0, interrupted = 0;
+  int stopped_by = 0;    // the signal that stopped the sweep, 0 when none did
+  int not_started = 0;   // runs left for the next sweep
 };
 
-// Runs every unfinished run as `moe train --config <run>/run.toml`, under
-// `<local.mpirun> -np R` when R > 1, `jobs` at a time; a failed run is recorded (its "failed"
-// marker and train.log) and the sweep goes on.
+// Runs every unfinished run as `moe train --config <run>/run.toml --resume auto`, under
+// `<local.mpirun> -np R` when R > 1, `jobs` at a time, holding <sweep>/sweep.lock; a failed run
+// is recorded (its "failed" marker and train.log) and the sweep goes on. SIGTERM, SIGINT and
+// SIGUSR1 stop it: running runs are signalled and waited for (they checkpoint: "interrupted"),
+// nothing new starts, and running the sweep again continues them.
 LocalOutcome run_local(const train::Sweep& s, int jobs);
 
 struct SlurmOptions {

@@ -1,5 +1,7 @@
 // `moe sweep --run local`: the runs as child processes of this one, each logging to its own
-// train.log, with markers that record how each attempt ended.
+// train.log, with a marker that records how its last attempt ended (finished, failed, or
+// interrupted by a signal and resumable).
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -14,6 +16,8 @@
 #include "launch/process.h"
 #include "launch/sweep_exec.h"
 #include "src/core/error.h"
+#include "src/run/run_lock.h"
+#include "src/run/stop_signals.h"
 #include "src/train/sweep_report.h"
 
 namespace moe::launch {
@@ -38,6 +42,13 @@ struct Active {
 }  // namespace
 
 LocalOutcome run_local(const train::Sweep& s, int jobs) {
+  // One sweep per out directory: a second one would start the same runs twice.
+  const run::RunDirLock sweep_lock(s.dir, "sweep.lock", "the sweep's out directory");
+  // A signal stops the sweep the way it stops a run: each running run is told (it checkpoints
+  // and exits kExitStopped), the sweep waits for them and starts nothing more. mpirun turns
+  // SIGTERM and SIGINT into a kill within a second, but forwards SIGUSR1 as it is.
+  run::catch_stop_signals({SIGTERM, SIGINT, SIGUSR1}, /*exit_on_repeat=*/false);
+  const auto forward = [&](int sig) { return s.spec.ranks > 1 ? SIGUSR1 : sig; };
   const std::string exe = self_executable();
   const std::vector<std::string> env = launch_environment();
   const int n = int(s.runs.size());
@@ -45,8 +56,7 @@ LocalOutcome run_local(const train::Sweep& s, int jobs) {
   std::deque<const train::SweepRun*> todo;
   for (const train::SweepRun& r : s.runs) {
     if (train::run_finished(r.dir, s.steps)) {
-      if (!fs::exists(r.dir + "/" + train::kFinishedMarker))
-        std::ofstream(r.dir + "/" + train::kFinishedMarker) << "found finished by moe sweep\n";
+      if (!fs::exists(r.dir + "/" + train::kFinishedMarker)) train::mark_run(r.dir, train::kFinishedMarker, "found finished by moe sweep");
       ++out.skipped;
     } else {
       todo.push_back(&r);
@@ -55,36 +65,44 @@ LocalOutcome run_local(const train::Sweep& s, int jobs) {
   std::printf("%d of %d run(s) to do, %d already finished; %d at a time\n", int(todo.size()), n, out.skipped, jobs);
   std::fflush(stdout);
   std::map<pid_t, Active> active;
-  while (!todo.empty() || !active.empty()) {
-    while (!todo.empty() && int(active.size()) < jobs) {
+  int signals_passed = 0;
+  while ((!todo.empty() && !run::stop_signal()) || !active.empty()) {
+    while (!todo.empty() && !run::stop_signal() && int(active.size()) < jobs) {
       const train::SweepRun& r = *todo.front();
       todo.pop_front();
-      // metrics.jsonl is appended to: a half-done earlier attempt must not mix into this one.
-      for (const char* f : {"metrics.jsonl", train::kFinishedMarker, train::kFailedMarker}) {
-        std::error_code ec;  // something in the way (a directory) makes the run fail, not the sweep
-        fs::remove(r.dir + "/" + f, ec);
-      }
       std::vector<std::string> argv;
       if (s.spec.ranks > 1) {
         argv = s.spec.local.mpirun;
         argv.insert(argv.end(), {"-np", std::to_string(s.spec.ranks)});
       }
-      // Each attempt starts over: earlier attempts' checkpoints must not count as this run's.
-      argv.insert(argv.end(), {exe, "train", "--config", r.dir + "/" + train::kRunConfigFile, "--overwrite"});
+      // An interrupted or failed attempt continues from its checkpoint.
+      argv.insert(argv.end(), {exe, "train", "--config", r.dir + "/" + train::kRunConfigFile, "--resume", "auto"});
       const std::string log = r.dir + "/" + train::kRunLog;
-      std::ofstream(log) << "# " << shell_join(argv) << "\n";
-      std::printf("[%3d/%d] %s: started\n", r.index + 1, n, r.name.c_str());
-      std::fflush(stdout);
       pid_t pid;
       try {
+        const std::string reset = train::reset_if_not_resumable(r);
+        std::ofstream(log, std::ios::app) << "# " << shell_join(argv) << "\n";
+        if (!reset.empty())
+          std::printf("[%3d/%d] %s: starting over (%s)\n", r.index + 1, n, r.name.c_str(), reset.c_str());
+        std::printf("[%3d/%d] %s: started\n", r.index + 1, n, r.name.c_str());
+        std::fflush(stdout);
         pid = spawn(argv, env, log);
       } catch (const Error& e) {
-        std::ofstream(r.dir + "/" + train::kFailedMarker) << "could not start: " << e.what() << "\n";
+        train::mark_run(r.dir, train::kFailedMarker, std::string("could not start: ") + e.what());
         std::printf("[%3d/%d] %s: FAILED to start: %s\n", r.index + 1, n, r.name.c_str(), e.what());
         ++out.failed;
         continue;
       }
       active[pid] = {&r, now()};
+    }
+    // Every signal the sweep receives goes on to every running run (a second one makes them
+    // exit at once).
+    for (; signals_passed < run::stop_signal_count(); ++signals_passed) {
+      const int sig = run::last_stop_signal();
+      std::printf("moe sweep: %s: passing it on to %d running run(s) and waiting for them; no new run starts\n",
+                  run::signal_name(sig).c_str(), int(active.size()));
+      std::fflush(stdout);
+      for (const auto& [pid, a] : active) ::kill(pid, forward(sig));
     }
     bool reaped = false;
     for (auto it = active.begin(); it != active.end();) {
@@ -99,15 +117,21 @@ LocalOutcome run_local(const train::Sweep& s, int jobs) {
       char took[64];
       std::snprintf(took, sizeof took, "%.1f s", secs);
       if (rc == 0 && train::run_finished(r.dir, s.steps)) {
-        std::ofstream(r.dir + "/" + train::kFinishedMarker) << "exit 0 after " << took << "\n";
+        train::mark_run(r.dir, train::kFinishedMarker, std::string("exit 0 after ") + took);
         if (!s.spec.keep_checkpoints) fs::remove_all(r.dir + "/checkpoints");
         train::RunResult res = train::read_run_result(r, s.steps);
         std::printf("[%3d/%d] %s: finished in %s, %s loss %.4f%s\n", r.index + 1, n, r.name.c_str(), took,
                     res.judged_by.c_str(), res.final_loss, res.diverged ? " (diverged)" : "");
         ++out.ran;
+      } else if (rc == kExitStopped) {
+        train::mark_run(r.dir, train::kInterruptedMarker,
+                        "stopped by a signal after " + std::string(took) + "; the next moe sweep continues it");
+        std::printf("[%3d/%d] %s: interrupted after %s: %s\n", r.index + 1, n, r.name.c_str(), took,
+                    last_line(r.dir + "/" + train::kRunLog).c_str());
+        ++out.interrupted;
       } else {
         if (rc == 0) rc = 1;  // exit 0 without the last step is a failure too
-        std::ofstream(r.dir + "/" + train::kFailedMarker) << "exit " << rc << " after " << took << "\n";
+        train::mark_run(r.dir, train::kFailedMarker, "exit " + std::to_string(rc) + " after " + took);
         std::printf("[%3d/%d] %s: FAILED (exit %d after %s): %s\n", r.index + 1, n, r.name.c_str(), rc, took,
                     last_line(r.dir + "/" + train::kRunLog).c_str());
         ++out.failed;
@@ -117,6 +141,8 @@ LocalOutcome run_local(const train::Sweep& s, int jobs) {
     }
     if (!reaped && !active.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  out.stopped_by = run::stop_signal();
+  out.not_started = int(todo.size());
   return out;
 }
 

@@ -13,6 +13,8 @@
 #include "src/config/toml_reader.h"
 #include "src/core/error.h"
 #include "src/train/coord_check.h"
+#include "src/run/run_lock.h"
+#include "src/run/start.h"
 #include "src/train/run_metrics.h"
 
 namespace moe::train {
@@ -208,6 +210,24 @@ bool run_finished(const std::string& run_dir, int64_t steps) {
   // same directory) also hold step `steps`, under another LR schedule.
   std::vector<MetricsRecord> recs = read_metrics(run_dir + "/metrics.jsonl");
   return !recs.empty() && recs.back().step == steps;
+}
+
+void mark_run(const std::string& run_dir, const char* marker, const std::string& text) {
+  std::error_code ec;
+  for (const char* m : {kFinishedMarker, kFailedMarker, kInterruptedMarker})
+    if (std::string(m) != marker) fs::remove(run_dir + "/" + m, ec);
+  std::ofstream(run_dir + "/" + marker) << text << "\n";
+}
+
+std::string reset_if_not_resumable(const SweepRun& r) {
+  const run::RunDirLock lock(r.dir);  // no other job may be using the run while it is judged
+  try {
+    run::plan_start(r.dir, r.config, {"auto", false, {}});
+    return "";
+  } catch (const InputError& e) {
+    run::wipe_run(r.dir);
+    return e.what();
+  }
 }
 
 void write_sweep_files(const Sweep& s) {

@@ -131,10 +131,19 @@ std::string describe_run(const SweepRun& r);
 inline const char* const kRunConfigFile = "run.toml";   // the resolved config the run trains
 inline const char* const kFinishedMarker = "finished";  // written once metrics hold the last step
 inline const char* const kFailedMarker = "failed";      // exit code of the last failed attempt
+inline const char* const kInterruptedMarker = "interrupted";  // stopped by a signal, checkpoint kept: resumable
 inline const char* const kRunLog = "train.log";         // stdout and stderr of the run
 
 // A run is finished when the last record of its metrics.jsonl is step `steps`.
 bool run_finished(const std::string& run_dir, int64_t steps);
+// Writes `marker` (finished, failed or interrupted) with `text` and removes the other two, so a
+// run never carries two verdicts.
+void mark_run(const std::string& run_dir, const char* marker, const std::string& text);
+// Runs start with `moe train --resume auto`, which continues a run from its checkpoint. One whose
+// checkpoint that would refuse (saved under another config: an earlier token budget, say) is
+// wiped here so it starts over; returns why ("" when it can resume or start as it is). Throws
+// InputError when another job holds the run's directory.
+std::string reset_if_not_resumable(const SweepRun& r);
 // Writes the sweep directory: a copy of the spec, runs.txt (line i: "<steps>\t<run dir>", read
 // by the Slurm array task i) and each run's resolved config. Does not touch results.
 void write_sweep_files(const Sweep& s);

@@ -74,6 +74,8 @@ RunResult read_run_result(const SweepRun& run, int64_t steps) {
   } else if (fs::exists(run.dir + "/" + kFailedMarker)) {
     r.status = "failed";
     r.diverged = any_nonfinite || log_says_nonfinite(run.dir);
+  } else if (fs::exists(run.dir + "/" + kInterruptedMarker)) {
+    r.status = "interrupted";  // stopped by a signal with a checkpoint: the next sweep continues it
   }
   return r;
 }

@@ -9,7 +9,6 @@
 // cuDNN columns say "-". Needs a CUDA device: elsewhere it says so in one line and exits 2.
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <sstream>
@@ -131,28 +130,8 @@ void run_shape(CudaBackend& be, const Dims& d, const AttentionArgs& a, std::vect
   rows.push_back(rb);
 }
 
-int run_attention(const AttentionArgs& a) {
-  comm::Communicator& w = world();
-  std::vector<Dims> dims;
-  comm::run_agreed(w, [&] {  // a bad --shape: one line and exit 2, as for any bad input
-    for (const std::string& s : a.shapes) dims.push_back(parse_dims(s));
-  });
-  if (dims.empty()) dims = {{16, 1024, 16, 64}, {8, 1024, 16, 128}, {2, 4096, 16, 128}};
-  if (a.device != "cuda" || ops::cuda_device_count() == 0) {
-    if (w.rank() == 0)
-      comm::print_error("bench attention needs a CUDA device (it times our fused attention "
-                        "kernels against cuDNN's); none is usable here");
-    return kExitBadInput;
-  }
-  config::Config cfg = load_config_agreed("", {}, 0);
-  cfg.parallel.device = "cuda";
-  std::unique_ptr<ops::Backend> owner;
-  comm::run_agreed(w, [&] { owner = make_backend(cfg); });
-  auto& be = static_cast<CudaBackend&>(*owner);
-  const bool have_cudnn = be.cudnn_attention_available();
-  std::vector<Row> rows;
-  for (const Dims& d : dims) run_shape(be, d, a, rows);
-  if (w.rank() != 0) return 0;
+// The nccl-tests-style table on stdout; returns whether every checked row agreed.
+bool print_table(const std::vector<Row>& rows, bool have_cudnn, const AttentionArgs& a) {
   std::printf("# bench attention: cuda, bf16 causal, f32 accumulation; own kernels vs cuDNN%s; "
               "%d iters after %d warm-up\n",
               have_cudnn ? "" : " (cuDNN unavailable: its columns are -)", a.iters, a.warmup);
@@ -171,24 +150,53 @@ int run_attention(const AttentionArgs& a) {
       std::printf("%10s %9s %8s %10s %5s\n", "-", "-", "-", "-", "-");
     all_ok = all_ok && r.ok;
   }
-  if (!a.json.empty()) {
-    metrics::Json j;
-    j.begin_object().kv("device", std::string("cuda")).kv("dtype", std::string("bf16"));
-    j.kv("iters", a.iters).kv("cudnn", have_cudnn);
-    j.key("rows").begin_array();
-    for (const Row& r : rows) {
-      j.begin_object().kv("B", r.d.B).kv("T", r.d.T).kv("H", r.d.H).kv("D", r.d.D);
-      j.kv("dir", std::string(r.dir)).kv("own_ms", r.own_s * 1e3);
-      j.kv("own_tflops", r.flops / r.own_s / 1e12);
-      if (r.cudnn_s > 0) {
-        j.kv("cudnn_ms", r.cudnn_s * 1e3).kv("cudnn_tflops", r.flops / r.cudnn_s / 1e12);
-        j.kv("max_diff", r.max_diff).kv("ok", r.ok);
-      }
-      j.end_object();
+  return all_ok;
+}
+
+// The rows as JSON (--json).
+std::string rows_json(const std::vector<Row>& rows, bool have_cudnn, const AttentionArgs& a) {
+  metrics::Json j;
+  j.begin_object().kv("device", std::string("cuda")).kv("dtype", std::string("bf16"));
+  j.kv("iters", a.iters).kv("cudnn", have_cudnn);
+  j.key("rows").begin_array();
+  for (const Row& r : rows) {
+    j.begin_object().kv("B", r.d.B).kv("T", r.d.T).kv("H", r.d.H).kv("D", r.d.D);
+    j.kv("dir", std::string(r.dir)).kv("own_ms", r.own_s * 1e3);
+    j.kv("own_tflops", r.flops / r.own_s / 1e12);
+    if (r.cudnn_s > 0) {
+      j.kv("cudnn_ms", r.cudnn_s * 1e3).kv("cudnn_tflops", r.flops / r.cudnn_s / 1e12);
+      j.kv("max_diff", r.max_diff).kv("ok", r.ok);
     }
-    j.end_array().end_object();
-    std::ofstream(a.json) << j.str() << "\n";
+    j.end_object();
   }
+  j.end_array().end_object();
+  return j.str() + "\n";
+}
+
+int run_attention(const AttentionArgs& a) {
+  comm::Communicator& w = world();
+  std::vector<Dims> dims;
+  comm::run_agreed(w, [&] {  // a bad --shape: one line and exit 2, as for any bad input
+    for (const std::string& s : a.shapes) dims.push_back(parse_dims(s));
+  });
+  if (dims.empty()) dims = {{16, 1024, 16, 64}, {8, 1024, 16, 128}, {2, 4096, 16, 128}};
+  check_output_agreed(a.json);  // before the benchmarks run
+  if (a.device != "cuda" || ops::cuda_device_count() == 0) {
+    if (w.rank() == 0)
+      comm::print_error("bench attention needs a CUDA device (it times our fused attention "
+                        "kernels against cuDNN's); none is usable here");
+    return kExitBadInput;
+  }
+  config::Config cfg = load_config_agreed("", {}, 0);
+  cfg.parallel.device = "cuda";
+  std::unique_ptr<ops::Backend> owner;
+  comm::run_agreed(w, [&] { owner = make_backend(cfg); });
+  auto& be = static_cast<CudaBackend&>(*owner);
+  const bool have_cudnn = be.cudnn_attention_available();
+  std::vector<Row> rows;
+  for (const Dims& d : dims) run_shape(be, d, a, rows);
+  const bool all_ok = w.rank() != 0 || print_table(rows, have_cudnn, a);
+  write_output_agreed(a.json, a.json.empty() ? "" : rows_json(rows, have_cudnn, a));
   return all_ok ? 0 : 1;
 }
 #else

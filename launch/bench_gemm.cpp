@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <memory>
 
@@ -188,8 +187,53 @@ Row run_shape(ops::Backend& be, const std::string& cname, const Shape3& s, int64
           flops / cublas.seconds / 1e12, flops / td / 1e12, main.wrong + cublas.wrong};
 }
 
+// The nccl-tests-style table on stdout; returns the #wrong summed over the rows.
+int64_t print_table(const std::vector<Row>& rows, const std::string& device_used, const std::string& dtype_used,
+                    const GemmArgs& a) {
+  std::printf("# bench gemm: %s, %s operands, f32 accumulation%s; uneven expert loads (mean/2 .. 3 mean/2); "
+              "%d iters after %d warm-up\n",
+              device_used.c_str(), dtype_used.c_str(),
+              device_used == "cpu" && dtype_used == "bf16" ? " (CPU: stored bf16, computed in f32)" : "",
+              a.iters, a.warmup);
+  std::printf("# grouped = the backend's default path (impl: cutlass = CUTLASS's Hopper grouped GEMM, "
+              "cublas = cublasGemmGroupedBatchedEx or its per-expert loop, cpu); cublas = cuBLAS's grouped "
+              "call on the same problems, timed when the default was CUTLASS\n");
+  std::printf("# dense = one GEMM of the same FLOPs; ratio = grouped / dense; #wrong against the same products as per-expert dense GEMMs\n");
+  std::printf("%-16s %-9s %5s %8s %6s %6s %8s %14s %13s %13s %7s %8s\n", "config", "shape", "E", "rows", "in",
+              "out", "impl", "grouped(TF/s)", "cublas(TF/s)", "dense(TF/s)", "ratio", "#wrong");
+  int64_t wrong = 0;
+  for (const Row& r : rows) {
+    char cub[32] = "-";
+    if (std::isfinite(r.cublas_tflops)) std::snprintf(cub, sizeof cub, "%.3f", r.cublas_tflops);
+    std::printf("%-16s %-9s %5lld %8lld %6lld %6lld %8s %14.3f %13s %13.3f %7.3f %8lld\n", r.config.c_str(),
+                r.shape.c_str(), (long long)r.E, (long long)r.rows, (long long)r.in, (long long)r.out,
+                r.impl.c_str(), r.grouped_tflops, cub, r.dense_tflops, r.grouped_tflops / r.dense_tflops,
+                (long long)r.wrong);
+    wrong += r.wrong;
+  }
+  return wrong;
+}
+
+// The rows as JSON (--json).
+std::string rows_json(const std::vector<Row>& rows, const std::string& device_used, const std::string& dtype_used,
+                      const GemmArgs& a) {
+  metrics::Json j;
+  j.begin_object().kv("device", device_used).kv("dtype", dtype_used).kv("iters", a.iters);
+  j.key("rows").begin_array();
+  for (const Row& r : rows) {
+    j.begin_object().kv("config", r.config).kv("shape", r.shape).kv("E", r.E).kv("rows", r.rows);
+    j.kv("in", r.in).kv("out", r.out).kv("impl", r.impl).kv("grouped_tflops", r.grouped_tflops);
+    if (std::isfinite(r.cublas_tflops)) j.kv("cublas_grouped_tflops", r.cublas_tflops);
+    j.kv("dense_tflops", r.dense_tflops).kv("ratio", r.grouped_tflops / r.dense_tflops);
+    j.kv("wrong", r.wrong).end_object();
+  }
+  j.end_array().end_object();
+  return j.str() + "\n";
+}
+
 int run_gemm(const GemmArgs& a) {
   comm::Communicator& w = world();
+  check_output_agreed(a.json);  // before the benchmarks run
   std::vector<std::string> paths = a.configs;
   if (paths.empty())
     paths = {std::string(MOE_SOURCE_DIR) + "/configs/bench_a.toml",
@@ -216,42 +260,8 @@ int run_gemm(const GemmArgs& a) {
                              {"up wgrad", 'w', N, F}};
     for (const Shape3& s : shapes) rows.push_back(run_shape(*be, cname, s, E, R, dt, a));
   }
-  if (w.rank() != 0) return 0;
-  std::printf("# bench gemm: %s, %s operands, f32 accumulation%s; uneven expert loads (mean/2 .. 3 mean/2); "
-              "%d iters after %d warm-up\n",
-              device_used.c_str(), dtype_used.c_str(),
-              device_used == "cpu" && dtype_used == "bf16" ? " (CPU: stored bf16, computed in f32)" : "",
-              a.iters, a.warmup);
-  std::printf("# grouped = the backend's default path (impl: cutlass = CUTLASS's Hopper grouped GEMM, "
-              "cublas = cublasGemmGroupedBatchedEx or its per-expert loop, cpu); cublas = cuBLAS's grouped "
-              "call on the same problems, timed when the default was CUTLASS\n");
-  std::printf("# dense = one GEMM of the same FLOPs; ratio = grouped / dense; #wrong against the same products as per-expert dense GEMMs\n");
-  std::printf("%-16s %-9s %5s %8s %6s %6s %8s %14s %13s %13s %7s %8s\n", "config", "shape", "E", "rows", "in",
-              "out", "impl", "grouped(TF/s)", "cublas(TF/s)", "dense(TF/s)", "ratio", "#wrong");
-  int64_t wrong = 0;
-  for (const Row& r : rows) {
-    char cub[32] = "-";
-    if (std::isfinite(r.cublas_tflops)) std::snprintf(cub, sizeof cub, "%.3f", r.cublas_tflops);
-    std::printf("%-16s %-9s %5lld %8lld %6lld %6lld %8s %14.3f %13s %13.3f %7.3f %8lld\n", r.config.c_str(),
-                r.shape.c_str(), (long long)r.E, (long long)r.rows, (long long)r.in, (long long)r.out,
-                r.impl.c_str(), r.grouped_tflops, cub, r.dense_tflops, r.grouped_tflops / r.dense_tflops,
-                (long long)r.wrong);
-    wrong += r.wrong;
-  }
-  if (!a.json.empty()) {
-    metrics::Json j;
-    j.begin_object().kv("device", device_used).kv("dtype", dtype_used).kv("iters", a.iters);
-    j.key("rows").begin_array();
-    for (const Row& r : rows) {
-      j.begin_object().kv("config", r.config).kv("shape", r.shape).kv("E", r.E).kv("rows", r.rows);
-      j.kv("in", r.in).kv("out", r.out).kv("impl", r.impl).kv("grouped_tflops", r.grouped_tflops);
-      if (std::isfinite(r.cublas_tflops)) j.kv("cublas_grouped_tflops", r.cublas_tflops);
-      j.kv("dense_tflops", r.dense_tflops).kv("ratio", r.grouped_tflops / r.dense_tflops);
-      j.kv("wrong", r.wrong).end_object();
-    }
-    j.end_array().end_object();
-    std::ofstream(a.json) << j.str() << "\n";
-  }
+  const int64_t wrong = w.rank() == 0 ? print_table(rows, device_used, dtype_used, a) : 0;
+  write_output_agreed(a.json, a.json.empty() ? "" : rows_json(rows, device_used, dtype_used, a));
   return wrong == 0 ? 0 : 1;
 }
 

@@ -44,5 +44,10 @@ const char* default_config_text();
 int ranks_on_node();
 // Applies parallel.timeout_s to the world and everything split from it (comm/watchdog.h).
 void set_collective_timeout(const config::Config& cfg);
+// A user-named output file (--out, --json; "" = none), written by rank 0 through
+// src/core/output_file.h. Collective: a bad path (exit 2) or a failed write (exit 1) stops every
+// rank with one line. check_output_agreed runs before a command's expensive work.
+void check_output_agreed(const std::string& path);
+void write_output_agreed(const std::string& path, const std::string& text);
 
 }  // namespace moe::launch

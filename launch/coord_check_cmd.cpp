@@ -4,11 +4,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
+#include "comm/agree.h"
 #include "launch/commands.h"
 #include "launch/plots.h"
+#include "src/core/output_file.h"
 #include "src/train/coord_check.h"
 
 namespace moe::launch {
@@ -47,27 +48,35 @@ int run_coord(const CoordArgs& a) {
   spec.presets = split_list<std::string>(a.presets, [](const std::string& s) { return s; });
   for (const auto& p : spec.presets)
     if (p != "sp" && p != "mup" && p != "mssp" && p != "jiang") throw InputError("--presets: unknown preset " + p, true);
+  const std::string out = a.out.empty() ? spec.base.run.dir : a.out;
+  const std::string csv = out + "/coord_check_" + a.axis + ".csv";
+  const std::string slopes = out + "/coord_slopes_" + a.axis + ".csv";
+  const std::string summary_path = out + "/summary_" + a.axis + ".txt";
+  auto png = [&](const std::string& preset) { return out + "/coord_check_" + a.axis + "_" + preset + ".png"; };
+  // Before the checks run (minutes): an output path that cannot be written fails at once.
+  comm::run_agreed(world(), [&] {
+    std::error_code ec;
+    std::filesystem::create_directories(out, ec);
+    if (ec) throw InputError(out + ": cannot create the output directory: " + ec.message());
+    for (const std::string& p : {csv, slopes, summary_path}) check_output_path(p);
+    for (const std::string& p : spec.presets) check_output_path(png(p));
+  });
   auto backend = ops::make_cpu_backend();
   train::CoordResult r = train::coord_check(spec, world(), *backend);
-  std::string out = a.out.empty() ? spec.base.run.dir : a.out;
-  std::filesystem::create_directories(out);
-  std::string csv = out + "/coord_check_" + a.axis + ".csv";
-  std::string slopes = out + "/coord_slopes_" + a.axis + ".csv";
-  std::ofstream(csv) << train::coord_csv(r);
-  std::ofstream(slopes) << train::coord_slopes_csv(r);
+  write_output_agreed(csv, train::coord_csv(r));
+  write_output_agreed(slopes, train::coord_slopes_csv(r));
   char head[300];
   std::snprintf(head, sizeof head,
                 "coord check: axis %s, scales %s, %d steps (%s), %d seed(s); slopes of log value against log "
                 "scale at the last step, mean over layers\n",
                 a.axis.c_str(), a.scales.c_str(), a.steps, spec.optimizer.c_str(), a.seeds);
   const std::string summary = head + train::coord_summary(r, a.tolerance);
-  std::ofstream(out + "/summary_" + a.axis + ".txt") << summary;
+  write_output_agreed(summary_path, summary);
   std::fputs(summary.c_str(), stdout);
   std::printf("csv: %s, %s\n", csv.c_str(), slopes.c_str());
   for (const std::string& p : spec.presets) {
-    std::string png = out + "/coord_check_" + a.axis + "_" + p + ".png";
-    std::string why = render_plot(kCoordPlotScript, {csv, p, png, a.axis});
-    std::printf("plot: %s\n", why.empty() ? png.c_str() : why.c_str());
+    std::string why = render_plot(kCoordPlotScript, {csv, p, png(p), a.axis});
+    std::printf("plot: %s\n", why.empty() ? png(p).c_str() : why.c_str());
   }
   return 0;
 }

@@ -6,7 +6,6 @@
 // checkpoint was trained on when they have no held-out split, "given" for other files. Windows are never evaluated twice: too few of them is an error. Runs at any
 // world size: the EP size is the manifest's when it divides the world, else gcd(world, M).
 #include <cstdio>
-#include <fstream>
 #include <numeric>
 
 #include "comm/agree.h"
@@ -33,6 +32,7 @@ bool sets_key(const std::vector<std::string>& sets, const std::string& key) {
 
 int run_eval(const EvalArgs& a) {
   comm::Communicator& w = world();
+  check_output_agreed(a.out);  // before the checkpoint is read
   std::string dir, trained_config;
   config::Config cfg;
   comm::run_agreed(w, [&] {
@@ -91,22 +91,13 @@ int run_eval(const EvalArgs& a) {
                 (long long)tokens, loss);
     std::fflush(stdout);
   }
-  comm::run_agreed(w, [&] {
-    if (a.out.empty() || w.rank() != 0) return;
-    metrics::Json j;
-    j.begin_object().kv("checkpoint", dir).kv("step", step);
-    j.key("data")
-        .begin_object()
-        .kv("kind", cfg.data.kind)
-        .kv("path", cfg.data.path)
-        .kv("split", split);
-    j.kv("describe", src->describe()).end_object();
-    j.kv("batches", a.batches).kv("tokens", tokens).kv("loss", loss).kv("world", int64_t(w.size()));
-    j.end_object();
-    std::ofstream f(a.out);
-    f << j.str() << "\n";
-    if (!f) throw Error("cannot write " + a.out);
-  });
+  metrics::Json j;
+  j.begin_object().kv("checkpoint", dir).kv("step", step);
+  j.key("data").begin_object().kv("kind", cfg.data.kind).kv("path", cfg.data.path).kv("split", split);
+  j.kv("describe", src->describe()).end_object();
+  j.kv("batches", a.batches).kv("tokens", tokens).kv("loss", loss).kv("world", int64_t(w.size()));
+  j.end_object();
+  write_output_agreed(a.out, j.str() + "\n");
   return 0;
 }
 
@@ -122,7 +113,8 @@ void add_eval(CLI::App& app, std::vector<Command>& cmds) {
                   "override a key of the checkpoint's config: --set data.path=val.bin");
   sub->add_option("--batches", args->batches,
                   "global batches of train.batch sequences (default 10)");
-  sub->add_option("--out", args->out, "write the result as JSON");
+  sub->add_option("--out", args->out,
+                  "write the result as JSON to this file (a regular file or a new name)");
   cmds.push_back({sub, [args] { return run_eval(*args); }});
 }
 

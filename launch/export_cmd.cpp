@@ -38,7 +38,9 @@ void add_export(CLI::App& app, std::vector<Command>& cmds) {
   sub->add_option("--checkpoint", args->checkpoint,
                   "checkpoint directory, or a run directory (its latest)")
       ->required();
-  sub->add_option("--out", args->out, "output file, e.g. model.safetensors")->required();
+  sub->add_option("--out", args->out,
+                  "output file, e.g. model.safetensors (a regular file or a new name)")
+      ->required();
   cmds.push_back({sub, [args] { return run_export(*args); }});
 }
 

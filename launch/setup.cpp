@@ -1,4 +1,4 @@
-// Helpers shared by the subcommands: agreed config loading and backend selection.
+// Helpers shared by the subcommands: agreed config loading, backend selection, output files.
 #include <mpi.h>
 
 #include <cstdlib>
@@ -7,6 +7,7 @@
 #include "comm/nccl.h"
 #include "launch/commands.h"
 #include "launch/default_config.h"
+#include "src/core/output_file.h"
 
 namespace moe::launch {
 
@@ -54,5 +55,17 @@ int ranks_on_node() {
 }
 
 void set_collective_timeout(const config::Config& cfg) { world().set_timeout(cfg.parallel.timeout_s); }
+
+void check_output_agreed(const std::string& path) {
+  comm::run_agreed(world(), [&] {
+    if (!path.empty() && world().rank() == 0) check_output_path(path);
+  });
+}
+
+void write_output_agreed(const std::string& path, const std::string& text) {
+  comm::run_agreed(world(), [&] {
+    if (!path.empty() && world().rank() == 0) write_output_atomically(path, text);
+  });
+}
 
 }  // namespace moe::launch

@@ -108,30 +108,13 @@ std::string resolve_checkpoint(const std::string& path) {
   throw InputError(latest.string() + ": missing" + newest, true);
 }
 
-void fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) sys_fail("cannot open directory", dir);
-  int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) sys_fail("cannot fsync directory", dir);
-}
-
 void write_file_durably(const std::string& path, const std::string& text) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) sys_fail("cannot create", path);
-  const char* p = text.data();
-  size_t left = text.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int err = errno;
-      ::close(fd);
-      errno = err;
-      sys_fail("cannot write", path);
-    }
-    p += n;
-    left -= size_t(n);
+  if (const int err = write_all(fd, text.data(), text.size())) {
+    ::close(fd);
+    errno = err;
+    sys_fail("cannot write", path);
   }
   if (::fsync(fd) != 0) {
     int err = errno;

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "src/core/durable_io.h"
+
 namespace moe::ckpt {
 
 std::string step_dir_name(int64_t step);  // "step_00000042"
@@ -29,7 +31,7 @@ std::vector<CheckpointEntry> list_checkpoints(const std::string& root);
 std::string resolve_checkpoint(const std::string& path);
 
 // ---- durable file-system steps (throw moe::Error naming the path on failure) ----
-void fsync_dir(const std::string& dir);
+using moe::fsync_dir;  // src/core/durable_io.h
 // Writes a file and fsyncs it before returning.
 void write_file_durably(const std::string& path, const std::string& text);
 // Points root/latest at `name` atomically (a temporary symlink renamed over it).

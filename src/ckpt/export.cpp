@@ -5,12 +5,14 @@
 #include "models/transformer.h"
 #include "src/ckpt/checkpoint.h"
 #include "src/ckpt/safetensors.h"
+#include "src/core/output_file.h"
 
 namespace moe::ckpt {
 
 ExportInfo export_safetensors(const std::string& checkpoint, const std::string& out,
                               std::unique_ptr<comm::Communicator> one_rank, ops::Backend& backend) {
   MOE_CHECK(one_rank && one_rank->size() == 1, "export runs on one rank");
+  check_output_path(out);  // before the checkpoint is read: a bad --out fails at once
   ExportInfo info;
   Manifest m = peek_manifest(checkpoint, info.dir);
   const std::string mpath = info.dir + "/manifest.toml";

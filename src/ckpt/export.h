@@ -16,7 +16,8 @@ struct ExportInfo {
 };
 
 // Loads the checkpoint's weights into a one-rank model built from its manifest's config, on the
-// given backend, and writes `out`. `one_rank` must be a communicator of size 1.
+// given backend, and writes `out` (checked first: an InputError for a device, symlink, FIFO or
+// directory, before the checkpoint is read). `one_rank` must be a communicator of size 1.
 ExportInfo export_safetensors(const std::string& checkpoint, const std::string& out,
                               std::unique_ptr<comm::Communicator> one_rank, ops::Backend& backend);
 

@@ -1,12 +1,8 @@
-// The safetensors writer: header from metrics::Json (its string escaping is JSON's), F32 only.
+// The safetensors writer: header from metrics::Json (its string escaping is JSON's), F32 only;
+// the file through OutputFile (src/core/output_file.h).
 #include "src/ckpt/safetensors.h"
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-
+#include "src/core/output_file.h"
 #include "src/metrics/json.h"
 
 namespace moe::ckpt {
@@ -39,25 +35,14 @@ int64_t write_safetensors(const std::string& path, const std::vector<NamedTensor
                           const std::map<std::string, std::string>& metadata) {
   std::string header = safetensors_header(tensors, metadata);
   header.append((8 - header.size() % 8) % 8, ' ');  // the data then starts 8-byte aligned
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw Error("cannot create " + tmp + ": " + std::strerror(errno));
-    unsigned char len[8];
-    uint64_t n = header.size();
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));  // little-endian
-    f.write(reinterpret_cast<const char*>(len), 8);
-    f.write(header.data(), std::streamsize(header.size()));
-    for (const NamedTensor& t : tensors)
-      f.write(reinterpret_cast<const char*>(t.data),
-              std::streamsize(shape_numel(t.shape) * sizeof(float)));
-    f.flush();
-    if (!f) throw Error("cannot write " + tmp + ": " + std::strerror(errno));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error("cannot rename " + tmp + " to " + path + ": " + ec.message());
-  return int64_t(std::filesystem::file_size(path));
+  OutputFile f(path);
+  unsigned char len[8];
+  const uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));  // little-endian
+  f.write(len, 8);
+  f.write(header);
+  for (const NamedTensor& t : tensors) f.write(t.data, size_t(shape_numel(t.shape)) * sizeof(float));
+  return f.commit();
 }
 
 }  // namespace moe::ckpt

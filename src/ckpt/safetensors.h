@@ -21,8 +21,9 @@ struct NamedTensor {
 std::string safetensors_header(const std::vector<NamedTensor>& tensors,
                                const std::map<std::string, std::string>& metadata);
 
-// Writes `path` (via path.tmp and a rename, so a reader never sees half a file). Returns the
-// file size in bytes. Throws moe::Error naming the path on failure.
+// Writes `path` through an OutputFile (a temporary renamed over it, so a reader never sees half a
+// file; a device, symlink, FIFO or directory is refused). Returns the file size in bytes.
+// Throws InputError for such a path, moe::Error naming the path and the reason for a failed write.
 int64_t write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                           const std::map<std::string, std::string>& metadata);
 

@@ -1,4 +1,4 @@
-// open_regular_file: open without blocking, then fstat decides.
+// open_regular_file: open without blocking, then fstat decides; not_regular_file names the rest.
 #include "src/core/regular_file.h"
 
 #include <fcntl.h>
@@ -10,18 +10,23 @@
 
 namespace moe {
 
+std::string not_regular_file(mode_t mode) {
+  if (S_ISREG(mode)) return "";
+  if (S_ISDIR(mode)) return "is a directory";
+  if (S_ISLNK(mode)) return "is a symbolic link, not a regular file";
+  if (S_ISFIFO(mode)) return "is a FIFO, not a regular file";
+  if (S_ISCHR(mode)) return "is a character device, not a regular file";
+  if (S_ISBLK(mode)) return "is a block device, not a regular file";
+  if (S_ISSOCK(mode)) return "is a socket, not a regular file";
+  return "is not a regular file";
+}
+
 std::string open_regular_file(const std::string& path, int& fd, int64_t& bytes) {
   fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return std::string("cannot open: ") + std::strerror(errno);
   struct stat st {};
-  std::string why;
-  if (::fstat(fd, &st) != 0) why = std::string("cannot stat: ") + std::strerror(errno);
-  else if (S_ISDIR(st.st_mode)) why = "is a directory";
-  else if (S_ISFIFO(st.st_mode)) why = "is a FIFO, not a regular file";
-  else if (S_ISCHR(st.st_mode)) why = "is a character device, not a regular file";
-  else if (S_ISBLK(st.st_mode)) why = "is a block device, not a regular file";
-  else if (S_ISSOCK(st.st_mode)) why = "is a socket, not a regular file";
-  else if (!S_ISREG(st.st_mode)) why = "is not a regular file";
+  const std::string why = ::fstat(fd, &st) != 0 ? std::string("cannot stat: ") + std::strerror(errno)
+                                                : not_regular_file(st.st_mode);
   if (!why.empty()) {
     ::close(fd);
     fd = -1;

@@ -1,4 +1,4 @@
-// AppendFile: O_APPEND writes in a loop, each result checked.
+// AppendFile: O_APPEND writes through write_all, each result checked.
 #include "src/metrics/append_file.h"
 
 #include <fcntl.h>
@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "src/core/durable_io.h"
 #include "src/core/error.h"
 
 namespace moe::metrics {
@@ -22,15 +23,8 @@ void AppendFile::open(const std::string& path) {
 }
 
 void AppendFile::append(const std::string& text) {
-  const char* p = text.data();
-  size_t left = text.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd_, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw Error("cannot write " + path_ + ": " + std::strerror(n < 0 ? errno : ENOSPC));
-    p += n;
-    left -= size_t(n);
-  }
+  if (const int err = write_all(fd_, text.data(), text.size()))
+    throw Error("cannot write " + path_ + ": " + std::strerror(err));
 }
 
 }  // namespace moe::metrics

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -65,9 +66,10 @@ struct Proc {
 };
 
 // Starts argv with stdout/stderr into files, in its own process group, in directory `cwd`.
-// The MPI environment of the test itself (if any) is not passed on.
+// The MPI environment of the test itself (if any) is not passed on. `in_child` runs in the child
+// just before exec (a resource limit, a signal disposition that exec keeps).
 inline Proc spawn(const std::vector<std::string>& argv, const std::string& log_prefix,
-                  const std::string& cwd = "") {
+                  const std::string& cwd = "", const std::function<void()>& in_child = nullptr) {
   Proc p;
   p.out_path = log_prefix + ".out";
   p.err_path = log_prefix + ".err";
@@ -81,6 +83,7 @@ inline Proc spawn(const std::vector<std::string>& argv, const std::string& log_p
       _exit(127);
     if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) _exit(127);
     drop_mpi_environment();
+    if (in_child) in_child();
     std::vector<char*> a;
     for (const std::string& s : argv) a.push_back(const_cast<char*>(s.c_str()));
     a.push_back(nullptr);
@@ -198,6 +201,13 @@ inline int count_prefixed(const std::string& text, const std::string& prefix) {
   for (const std::string& l : split_lines(text))
     if (l.rfind(prefix, 0) == 0) ++n;
   return n;
+}
+
+// Exactly one "moe: error: " line, containing `expect`.
+inline void expect_one_error(const Result& r, const std::string& expect, const std::string& where) {
+  EXPECT_EQ(count_prefixed(r.err, "moe: error: "), 1) << where << "\n" << r.err;
+  EXPECT_NE(r.err.find(expect), std::string::npos) << where << ": no \"" << expect << "\" in\n" << r.err;
+  EXPECT_FALSE(r.timed_out) << where;
 }
 
 }  // namespace moe::test

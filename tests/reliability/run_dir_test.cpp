@@ -23,13 +23,6 @@ std::vector<int> logged_steps(const std::string& run_dir) {
   return steps;
 }
 
-// Exactly one "moe: error: " line, containing `expect`.
-void expect_one_error(const Result& r, const std::string& expect, const std::string& where) {
-  EXPECT_EQ(count_prefixed(r.err, "moe: error: "), 1) << where << "\n" << r.err;
-  EXPECT_NE(r.err.find(expect), std::string::npos) << where << ": no \"" << expect << "\" in\n" << r.err;
-  EXPECT_FALSE(r.timed_out) << where;
-}
-
 // Waits until the run has logged at least `steps` metric lines (false on timeout or exit).
 bool wait_logged(const Proc& p, const std::string& run_dir, size_t steps, double limit_s = 60) {
   while (seconds_since(p.started) < limit_s && alive(p.pid)) {

@@ -240,9 +240,13 @@ void validate(const Config& c, const TomlContext& ctx, int world_size) {
              "debug.route_all_to_expert", "must be -1 (off) or an expert index below moe.experts",
              {"moe.experts"});
 
-  for (size_t i = 0; i < c.run.stop_signals.size(); ++i)
-    ck.one_of(c.run.stop_signals[i], "run.stop_signals[" + std::to_string(i) + "]",
-              {"SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2", "SIGHUP"});
+  for (size_t i = 0; i < c.run.stop_signals.size(); ++i) {
+    const std::string& sig = c.run.stop_signals[i];
+    ck.require(sig == "SIGTERM" || sig == "SIGINT" || sig == "SIGUSR1" || sig == "SIGUSR2" || sig == "SIGHUP",
+               "run.stop_signals[" + std::to_string(i) + "]",
+               "\"" + sig + "\" is not one of \"SIGTERM\", \"SIGINT\", \"SIGUSR1\", \"SIGUSR2\", \"SIGHUP\"",
+               {"run.stop_signals"});
+  }
   ck.require(c.run.stop_timeout_s >= 0, "run.stop_timeout_s", "must be >= 0 (0 = no bound)");
 
   ck.range(g.stop_save_delay_s, 0, 3600, "debug.stop_save_delay_s");

@@ -4,10 +4,12 @@
 
 #include <toml++/toml.h>
 
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <sstream>
+#include <string_view>
 
 #include "src/core/error.h"
 #include "src/optim/schedule.h"
@@ -24,7 +26,12 @@ void flatten(const toml::table& t, const std::string& prefix, std::map<std::stri
       continue;
     }
     std::ostringstream os;
-    v.visit([&](auto&& x) { os << x; });
+    if (const auto* d = v.as_floating_point()) {  // the shortest text that reads back the same
+      char buf[32];
+      os << std::string_view(buf, size_t(std::to_chars(buf, buf + sizeof buf, d->get()).ptr - buf));
+    } else {
+      v.visit([&](auto&& x) { os << x; });
+    }
     out[key] = os.str();
   }
 }

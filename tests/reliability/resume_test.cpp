@@ -128,7 +128,7 @@ TEST(Resume, ChangesThatAlterTheRunAreRefusedUnlessAllowed) {
       {"train.dtype=bf16", "train.dtype = 'f32' when "},
       {"optim.schedule=constant", "optim.schedule = 'cosine' when "},
       {"optim.warmup=2", "optim.warmup = 20 when "},
-      {"optim.grad_clip=0.5", "optim.grad_clip = 1.0 when "},
+      {"optim.grad_clip=0.5", "optim.grad_clip = 1 when "},
       {"optim.lr=0.001", "optim.lr = 0.003 when "},
       {"data.seed=2", "data.seed = 1 when "},
       {"train.eval_batches=2", "train.eval_batches = 8 when "},

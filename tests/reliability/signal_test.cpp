@@ -139,7 +139,7 @@ TEST(StopSignal, ASecondSignalExitsAtOnceAndLeavesLatest) {
   Result r = wait_for(p, kLimit);
   EXPECT_EQ(r.code, 128 + SIGTERM) << r.err;
   EXPECT_LT(seconds_since(t0), 5.0) << "a second signal exits at once";
-  EXPECT_EQ(count_prefixed(r.err, "moe: a second stop signal, SIGTERM: exiting at once (exit 143)"), 1) << r.err;
+  EXPECT_EQ(count_prefixed(r.err, "moe: [rank 0] a second stop signal, SIGTERM: exiting at once (exit 143)"), 1) << r.err;
   expect_latest_intact(run_dir, "after a second signal");
   fs::remove_all(dir);
 }
@@ -153,7 +153,7 @@ TEST(StopSignal, AStopLongerThanItsBoundExitsAtOnce) {
   EXPECT_EQ(r.code, 128 + SIGUSR1) << r.err;
   EXPECT_GE(seconds_since(t0), 2.0);
   EXPECT_LT(seconds_since(t0), 10.0) << "the bound is 2 s, the save would take 60";
-  EXPECT_EQ(count_prefixed(r.err, "moe: the stop did not finish within run.stop_timeout_s after SIGUSR1: exiting "
+  EXPECT_EQ(count_prefixed(r.err, "moe: [rank 0] the stop did not finish within run.stop_timeout_s after SIGUSR1: exiting "
                                   "at once (exit 138)"),
             1)
       << r.err;

@@ -40,6 +40,14 @@ bool submit_slurm(const train::Sweep& s, const SlurmOptions& opt) {
     std::printf("all %d run(s) are finished: nothing to submit\n", int(s.runs.size()));
     return false;
   }
+  // Array tasks continue their runs with --resume auto; a run saved under another config starts
+  // over (a requeued task never does: this runs at submission only).
+  if (!opt.prepare)
+    for (int i : todo) {
+      const train::SweepRun& r = s.runs[size_t(i)];
+      const std::string reset = train::reset_if_not_resumable(r);
+      if (!reset.empty()) std::printf("%s: starting over (%s)\n", r.name.c_str(), reset.c_str());
+    }
   const std::string script = s.dir + "/sweep_array.sbatch";
   std::ofstream(script) << kSweepArrayScript;
   MOE_CHECK(fs::exists(script), "cannot write ", script);

@@ -350,6 +350,9 @@ struct DebugConfig {
   int64_t route_all_to_expert = -1;     // -1 = off
   // The checkpoint a stop signal asks for first sleeps this long (tests of the stop's bounds).
   double stop_save_delay_s = 0;
+  // Every step is followed by this much sleep: a run that lasts a known time whatever the
+  // machine's speed (the time-limit and requeue tests). The numbers are unchanged.
+  double step_delay_s = 0;
   template <class V> void visit(V& v) {
     v("inject_nan_step", inject_nan_step);
     v("inject_nan_rank", inject_nan_rank);
@@ -359,6 +362,7 @@ struct DebugConfig {
     v("fault", fault);
     v("route_all_to_expert", route_all_to_expert);
     v("stop_save_delay_s", stop_save_delay_s);
+    v("step_delay_s", step_delay_s);
   }
 };
 

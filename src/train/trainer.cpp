@@ -264,6 +264,7 @@ void Trainer::train() {
         r.val_loss)
       comm::run_agreed(*ctx_.world, [&] { log(r); });
     if (opt_.checkpoints && every > 0 && r.step % every == 0) save_agreed();
+    if (cfg_.debug.step_delay_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(cfg_.debug.step_delay_s));
   }
   if (opt_.checkpoints && step_ != saved_step_) save_agreed();
 }

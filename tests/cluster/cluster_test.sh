@@ -9,11 +9,14 @@
 #           (a) every process of one node SIGKILLed; (b) one node's link down: every rank gone
 #           within 60 s, non-zero exit, a line naming the rank or node, the last checkpoint
 #           loadable (`moe eval`); then (b)'s run resumed on 2 nodes at EP=2. A table is printed.
-#   cluster_test.sh <moe binary> <source dir> [all|train|sweep|faults]   (ctest label "cluster")
+#   requeue runs longer than their Slurm time limit (slurm/train.sbatch, and a sweep's array
+#           task): warned by SIGUSR1, they stop with a checkpoint, requeue and finish across
+#           allocations with the losses and final checkpoint bytes of an uninterrupted run;
+#           scancel stops a run with a checkpoint and no requeue
+#   cluster_test.sh <moe binary> <source dir> [all|train|sweep|faults|requeue]   (ctest label "cluster")
 # Exit 77 (ctest: skipped) only when this environment cannot create network namespaces (not root,
 # or namespaces forbidden); a missing package fails.
 set -euo pipefail
-moe=$(realpath "$1")
 src=$(realpath "$2")
 parts=${3:-all}
 SECONDS=0
@@ -28,9 +31,14 @@ for t in ip tc unshare nsenter /usr/sbin/munged /usr/sbin/slurmctld /usr/sbin/sl
 done
 [ -e /usr/lib/x86_64-linux-gnu/pmix2/lib/libpmix.so ] || { echo "FAIL: srun --mpi=pmix needs libpmix-dev"; exit 1; }
 
-# Not under /tmp: every node has its own /tmp, and this directory must be shared by all.
+# Not under /tmp: every node has its own /tmp, and this directory must be shared by all. The
+# binary goes there too: the build may lie under /tmp (a checkout there), which the nodes do not
+# see. It links nothing from the build tree.
 work=$(mktemp -d /var/tmp/moe-cluster-test.XXXXXX)
 chmod 0755 "$work"
+mkdir -p "$work/bin"
+cp "$(realpath "$1")" "$work/bin/moe"
+moe=$work/bin/moe
 export MOE_CLUSTER_DIR=$work/cluster MOE_CLUSTER_NAME=mc$((RANDOM % 100000))
 for _ in $(seq 1 20); do  # a free /24 and a free port pair
   MOE_CLUSTER_NET=10.213.$((RANDOM % 200 + 20))
@@ -263,7 +271,8 @@ if [ "$parts" = all ] || [ "$parts" = faults ]; then
   for attempt in 1 2; do
     timeout 120 srun --mpi=pmix -N2 -w node1,node2 --ntasks-per-node=1 --kill-on-bad-exit=1 "$moe" train \
       --config "$base" --set parallel.ep=2 --set train.steps=$target --set train.log_every=5 --set checkpoint.every=5 \
-      --set "run.dir=$work/run_linkdown" --resume "$work/run_linkdown" >"$work/resume.out" 2>&1 && break
+      --set "run.dir=$work/run_linkdown" --resume "$work/run_linkdown" --allow-change train.steps \
+      >"$work/resume.out" 2>&1 && break
     [ "$attempt" = 1 ] && init_crash "$work/resume.out" && continue
     cat "$work/resume.out"
     fail "resume on 2 nodes at EP=2"
@@ -274,6 +283,11 @@ if [ "$parts" = all ] || [ "$parts" = faults ]; then
   echo
   cat "$table"
   [ -z "${MOE_FAULT_TABLE:-}" ] || cp "$table" "$MOE_FAULT_TABLE"
+fi
+
+# ---------------------------------------------------------------------------------------------
+if [ "$parts" = all ] || [ "$parts" = requeue ]; then
+  source "$src/tests/cluster/requeue_part.sh"
 fi
 
 echo "PASS: cluster test ($parts) in $SECONDS s ($init_crashes launch(es) retried after a segfault in MPI_Init)"

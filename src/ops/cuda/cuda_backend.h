@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -175,8 +176,9 @@ class CudaBackend final : public Backend {
   void set_attention_impl(AttentionImpl m) { attention_impl_ = m; }
   AttentionImpl attention_impl() const { return attention_impl_; }
   // True when this build has the cuDNN path and cuDNN loaded and gave a handle (tried once, on
-  // the first call; without it one info line on stderr says why).
+  // the first call; without it one info line on stderr says why, and so does cudnn_why()).
   bool cudnn_attention_available();
+  const std::string& cudnn_why() const { return cudnn_why_; }
   // The implementation (Own or Cudnn) that the latest flash_attention_forward / _backward ran.
   AttentionImpl last_attention_impl() const { return last_attention_; }
 
@@ -215,6 +217,7 @@ class CudaBackend final : public Backend {
   // Created on the first call that may use cuDNN; stays null when cuDNN is unavailable.
   std::unique_ptr<CudnnAttention, CudnnAttentionDeleter> cudnn_;
   bool cudnn_tried_ = false;
+  std::string cudnn_why_;  // why cuDNN attention is unavailable, once tried
 
   // Whether CUTLASS's kernels can run a call on these tensors: built in, an sm_90 GPU, widths
   // (in, out) multiples of 8 and 16-byte aligned tensors (TMA's rules). The dtypes and the

@@ -6,6 +6,7 @@
 set -euo pipefail
 mount --make-rprivate /
 empty=$(mktemp -d /tmp/moe-empty.XXXXXX)
+trap 'rmdir "$empty"' EXIT  # the binds end with this namespace; the folder stays unless removed
 lib=/usr/lib/x86_64-linux-gnu
 for d in $lib/openmpi $lib/pmix2 /usr/share/openmpi /usr/share/pmix /etc/openmpi \
   /usr/include/gtest /usr/include/gmock /usr/src/googletest $lib/cmake/GTest; do
@@ -22,4 +23,4 @@ if mpirun --version > /dev/null 2>&1 || mpicxx --version > /dev/null 2>&1 ||
   echo "hide_system_mpi: the system's MPI or GoogleTest is still usable" >&2
   exit 1
 fi
-exec "$@"
+"$@"

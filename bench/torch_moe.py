@@ -146,8 +146,29 @@ class Model(torch.nn.Module):
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), tgt.reshape(-1)) + extra
 
 
+# --config: the keys of a moe TOML config that `moe bench step` passes to this script as flags.
+CONFIG_KEYS = {"vocab": "model", "seq_len": "model", "width": "model", "heads": "model",
+               "depth": "model", "experts": "moe", "top_k": "moe", "expert_width": "moe",
+               "batch": "train", "lr": "optim", "preset": "parameterization"}
+
+
+def config_defaults(path):
+    import tomllib  # Python 3.11+; only --config needs it
+    with open(path, "rb") as f:
+        cfg = tomllib.load(f)
+    out = {}
+    for key, section in CONFIG_KEYS.items():
+        if key not in cfg.get(section, {}):
+            raise SystemExit(f"torch_moe.py: {path} does not set {section}.{key}")
+        out[key] = cfg[section][key]
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
+    p.add_argument("--config", help="take the shape, batch, lr and preset from this moe config "
+                   "(flags given as well win): the same model `moe bench step --config` runs, "
+                   "which scripts/gpu_check.sh compiles once early to warm torch.compile's cache")
     for k, v in dict(vocab=512, seq_len=128, width=128, heads=4, depth=4, experts=8, top_k=2,
                      expert_width=128, batch=8, steps=10, warmup=3, threads=1).items():
         p.add_argument("--" + k, type=int, default=v)
@@ -159,6 +180,9 @@ def main():
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    known, _ = p.parse_known_args()
+    if known.config:
+        p.set_defaults(**config_defaults(known.config))
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)

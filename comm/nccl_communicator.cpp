@@ -230,6 +230,10 @@ void NcclCommunicator::all_reduce(void* buf, int64_t count, DType dtype, ReduceO
   }
 }
 
+// ncclAlltoAll exists from NCCL 2.28; clusters commonly run 2.18-2.27 (2.18 being the first
+// with ncclCommSplit, which split() needs). There the equal split is all_to_all_v's group of
+// ncclSend / ncclRecv with P equal blocks, which is what ncclAlltoAll does inside.
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 28, 0)
 void NcclCommunicator::all_to_all(const void* send, void* recv, int64_t count, DType dtype,
                                   Device device) {
   check_usable("ncclAlltoAll");
@@ -250,6 +254,16 @@ void NcclCommunicator::all_to_all(const void* send, void* recv, int64_t count, D
     issued("ncclAlltoAll");
   }
 }
+#else
+void NcclCommunicator::all_to_all(const void* send, void* recv, int64_t count, DType dtype,
+                                  Device device) {
+  check_usable("all_to_all");
+  if (count == 0) return;
+  const std::vector<int64_t> counts(size_t(size_), count);
+  const std::vector<int64_t> displs = displacements(counts);
+  all_to_all_v(send, counts, displs, recv, counts, displs, dtype, device);
+}
+#endif
 
 void NcclCommunicator::all_to_all_v(const void* send, const std::vector<int64_t>& send_counts,
                                     const std::vector<int64_t>& send_displs, void* recv,

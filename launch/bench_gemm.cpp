@@ -12,6 +12,7 @@
 #ifdef MOE_HAVE_CUDA
 #include "src/ops/cuda/cuda_backend.h"
 #endif
+#include "src/ops/cuda/grouped_gemm_route.h"  // the modes and paths; no CUDA header
 #include "launch/bench.h"
 #include "src/metrics/json.h"
 
@@ -65,50 +66,77 @@ int64_t count_wrong(const Tensor& got_dev, const Tensor& want_dev) {
   return wrong;
 }
 
+// A measurement that may fail (a path the backend refuses, a cuBLAS or CUDA error): its
+// TFLOP/s, or NaN and the error's text, printed as n/a with the reason in the row.
+struct Measure {
+  double tflops = std::nan("");
+  std::string error;
+};
+
 struct Row {
   std::string config, shape;
   int64_t E, rows, in, out;
-  std::string impl;           // what the backend's default (Auto) path ran
-  double grouped_tflops;      // that path
-  double cublas_tflops;       // cuBLAS's grouped call, when the default path was CUTLASS; else NaN
-  double dense_tflops;
-  int64_t wrong;              // over every grouped path timed
+  std::string impl;  // the path(s) the backend's default (Auto) ran
+  Measure grouped;   // that path
+  Measure cublas;    // cuBLAS's grouped call, timed when the default ran another path
+  Measure dense;
+  bool has_cublas = false;
+  int64_t wrong = 0;  // over every grouped path timed
 };
-
-#ifdef MOE_HAVE_CUDA
-ops::gpu::CudaBackend* cuda_of(ops::Backend& be) { return dynamic_cast<ops::gpu::CudaBackend*>(&be); }
-#endif
 
 // Runs `fn` (a grouped call) in the backend's mode `mode` (CUDA only; the CPU has one path):
-// once against the reference (after `reset`), then timed. Names the path that ran.
+// once against the reference (after `reset`), then timed. Names the path(s) that ran; an error
+// leaves the measure NaN with its text.
 struct Timed {
-  double seconds;
-  int64_t wrong;
+  Measure m;
+  int64_t wrong = 0;
   std::string impl;
 };
-Timed time_grouped(ops::Backend& be, int mode, const std::function<void()>& reset,
-                   const std::function<void()>& fn, const Tensor& got, const Tensor& want,
-                   const GemmArgs& a) {
-  std::string impl = be.name();
+using ops::gpu::GroupedGemmMode;
+Timed time_grouped(ops::Backend& be, GroupedGemmMode mode, double flops,
+                   const std::function<void()>& reset, const std::function<void()>& fn,
+                   const Tensor& got, const Tensor& want, const GemmArgs& a) {
+  Timed t;
+  t.impl = be.name();
 #ifdef MOE_HAVE_CUDA
-  ops::gpu::CudaBackend* g = cuda_of(be);
-  const ops::gpu::GroupedGemmMode old = g ? g->grouped_gemm_mode() : ops::gpu::GroupedGemmMode::Auto;
-  const int64_t before = g ? g->cutlass_calls() : 0;
-  if (g) g->set_grouped_gemm_mode(ops::gpu::GroupedGemmMode(mode));
+  ops::gpu::CudaBackend* g = dynamic_cast<ops::gpu::CudaBackend*>(&be);
+  ops::gpu::GroupedModeScope scope(be, mode);
+  int64_t before[ops::gpu::kGroupedPaths] = {};
+  for (int p = 0; p < ops::gpu::kGroupedPaths; ++p)
+    if (g) before[p] = g->grouped_path_calls(ops::gpu::GroupedPath(p));
 #else
   (void)mode;
 #endif
-  reset();
-  fn();
-  const int64_t wrong = count_wrong(got, want);
-  const double sec = seconds_of(be, a.warmup, a.iters, fn);
+  try {
+    reset();
+    fn();
+    t.wrong = count_wrong(got, want);
+    t.m.tflops = flops / seconds_of(be, a.warmup, a.iters, fn) / 1e12;
+  } catch (const Error& e) {
+    t.m.error = e.what();
+  }
 #ifdef MOE_HAVE_CUDA
   if (g) {
-    impl = g->cutlass_calls() > before ? "cutlass" : "cublas";
-    g->set_grouped_gemm_mode(old);
+    t.impl.clear();
+    for (int p = 0; p < ops::gpu::kGroupedPaths; ++p)
+      if (g->grouped_path_calls(ops::gpu::GroupedPath(p)) > before[p])
+        t.impl += (t.impl.empty() ? "" : "+") +
+                  std::string(ops::gpu::grouped_path_name(ops::gpu::GroupedPath(p)));
+    if (t.impl.empty()) t.impl = "-";
   }
 #endif
-  return {sec, wrong, impl};
+  return t;
+}
+
+Measure time_dense(ops::Backend& be, double flops, const std::function<void()>& fn,
+                   const GemmArgs& a) {
+  Measure m;
+  try {
+    m.tflops = flops / seconds_of(be, a.warmup, a.iters, fn) / 1e12;
+  } catch (const Error& e) {
+    m.error = e.what();
+  }
+  return m;
 }
 
 Row run_shape(ops::Backend& be, const std::string& cname, const Shape3& s, int64_t E, int64_t rows,
@@ -177,41 +205,76 @@ Row run_shape(ops::Backend& be, const std::string& cname, const Shape3& s, int64
     grouped_fn = [&] { be.grouped_gemm_tn(dy, x, segs, grouped, 1.0); };
     dense_fn = [&] { be.gemm(dy, true, x, false, dense_out, 1.0, 1.0); };
   }
-  // The default path (mode 0, Auto: CUTLASS where it applies), and cuBLAS's grouped call
-  // (mode 2) as the baseline when the default was CUTLASS.
-  const Timed main = time_grouped(be, 0, reset, grouped_fn, grouped, reference, a);
-  Timed cublas{std::nan(""), 0, ""};
-  if (main.impl == "cutlass") cublas = time_grouped(be, 2, reset, grouped_fn, grouped, reference, a);
-  const double td = seconds_of(be, a.warmup, a.iters, dense_fn);
-  return {cname, s.name, E, rows, s.in, s.out, main.impl, flops / main.seconds / 1e12,
-          flops / cublas.seconds / 1e12, flops / td / 1e12, main.wrong + cublas.wrong};
+  // The default path (Auto: CUTLASS where it applies), and cuBLAS's grouped call as the
+  // baseline when the default ran another path (CUTLASS, or the loop for types the grouped call
+  // does not take, which then shows as n/a with the reason).
+  Row r{cname, s.name, E, rows, s.in, s.out};
+  const Timed main = time_grouped(be, GroupedGemmMode::Auto, flops, reset, grouped_fn, grouped,
+                                  reference, a);
+  r.impl = main.impl;
+  r.grouped = main.m;
+  r.wrong = main.wrong;
+  r.has_cublas = be.device() == Device::CUDA && main.impl != "cublas-grouped";
+  if (r.has_cublas) {
+    const Timed cub = time_grouped(be, GroupedGemmMode::Grouped, flops, reset, grouped_fn, grouped,
+                                   reference, a);
+    r.cublas = cub.m;
+    r.wrong += cub.wrong;
+  }
+  r.dense = time_dense(be, flops, dense_fn, a);
+  return r;
 }
 
-// The nccl-tests-style table on stdout; returns the #wrong summed over the rows.
-int64_t print_table(const std::vector<Row>& rows, const std::string& device_used, const std::string& dtype_used,
-                    const GemmArgs& a) {
+// A table cell: the number, or n/a where a measure failed.
+std::string cell(double v) {
+  if (!std::isfinite(v)) return "n/a";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3f", v);
+  return b;
+}
+
+// Why the row's n/a cells are n/a, "" when none is.
+std::string notes(const Row& r) {
+  std::string n;
+  auto add = [&](const char* what, const Measure& m) {
+    if (!m.error.empty()) n += (n.empty() ? "" : "; ") + std::string(what) + ": " + m.error;
+  };
+  add("grouped", r.grouped);
+  add("cublas", r.cublas);
+  add("dense", r.dense);
+  return n;
+}
+
+// The nccl-tests-style table on stdout. Returns false when #wrong is not 0 or the default path
+// or the dense GEMM failed (the cuBLAS baseline may be n/a: a type pair cuBLAS refuses).
+bool print_table(const std::vector<Row>& rows, const std::string& device_used, const std::string& dtype_used,
+                 const GemmArgs& a) {
   std::printf("# bench gemm: %s, %s operands, f32 accumulation%s; uneven expert loads (mean/2 .. 3 mean/2); "
               "%d iters after %d warm-up\n",
               device_used.c_str(), dtype_used.c_str(),
               device_used == "cpu" && dtype_used == "bf16" ? " (CPU: stored bf16, computed in f32)" : "",
               a.iters, a.warmup);
   std::printf("# grouped = the backend's default path (impl: cutlass = CUTLASS's Hopper grouped GEMM, "
-              "cublas = cublasGemmGroupedBatchedEx or its per-expert loop, cpu); cublas = cuBLAS's grouped "
-              "call on the same problems, timed when the default was CUTLASS\n");
-  std::printf("# dense = one GEMM of the same FLOPs; ratio = grouped / dense; #wrong against the same products as per-expert dense GEMMs\n");
-  std::printf("%-16s %-9s %5s %8s %6s %6s %8s %14s %13s %13s %7s %8s\n", "config", "shape", "E", "rows", "in",
+              "cublas-grouped = cublasGemmGroupedBatchedEx, cublas-loop = one cublasGemmEx per expert, "
+              "cpu); cublas = cuBLAS's grouped call on the same problems, timed when the default ran another path\n");
+  std::printf("# dense = one GEMM of the same FLOPs; ratio = grouped / dense; #wrong against the same products "
+              "as per-expert dense GEMMs; n/a = that path failed or was refused, the reason after #wrong\n");
+  std::printf("%-16s %-9s %5s %8s %6s %6s %14s %14s %13s %13s %7s %8s\n", "config", "shape", "E", "rows", "in",
               "out", "impl", "grouped(TF/s)", "cublas(TF/s)", "dense(TF/s)", "ratio", "#wrong");
   int64_t wrong = 0;
+  bool failed = false;
   for (const Row& r : rows) {
-    char cub[32] = "-";
-    if (std::isfinite(r.cublas_tflops)) std::snprintf(cub, sizeof cub, "%.3f", r.cublas_tflops);
-    std::printf("%-16s %-9s %5lld %8lld %6lld %6lld %8s %14.3f %13s %13.3f %7.3f %8lld\n", r.config.c_str(),
+    const std::string note = notes(r);
+    std::printf("%-16s %-9s %5lld %8lld %6lld %6lld %14s %14s %13s %13s %7s %8lld%s%s\n", r.config.c_str(),
                 r.shape.c_str(), (long long)r.E, (long long)r.rows, (long long)r.in, (long long)r.out,
-                r.impl.c_str(), r.grouped_tflops, cub, r.dense_tflops, r.grouped_tflops / r.dense_tflops,
-                (long long)r.wrong);
+                r.impl.c_str(), cell(r.grouped.tflops).c_str(),
+                r.has_cublas ? cell(r.cublas.tflops).c_str() : "-", cell(r.dense.tflops).c_str(),
+                cell(r.grouped.tflops / r.dense.tflops).c_str(), (long long)r.wrong,
+                note.empty() ? "" : "  ", note.c_str());
     wrong += r.wrong;
+    failed = failed || !r.grouped.error.empty() || !r.dense.error.empty();
   }
-  return wrong;
+  return wrong == 0 && !failed;
 }
 
 // The rows as JSON (--json).
@@ -222,9 +285,15 @@ std::string rows_json(const std::vector<Row>& rows, const std::string& device_us
   j.key("rows").begin_array();
   for (const Row& r : rows) {
     j.begin_object().kv("config", r.config).kv("shape", r.shape).kv("E", r.E).kv("rows", r.rows);
-    j.kv("in", r.in).kv("out", r.out).kv("impl", r.impl).kv("grouped_tflops", r.grouped_tflops);
-    if (std::isfinite(r.cublas_tflops)) j.kv("cublas_grouped_tflops", r.cublas_tflops);
-    j.kv("dense_tflops", r.dense_tflops).kv("ratio", r.grouped_tflops / r.dense_tflops);
+    j.kv("in", r.in).kv("out", r.out).kv("impl", r.impl);
+    auto measure = [&](const char* key, const Measure& m) {
+      if (std::isfinite(m.tflops)) j.kv(key, m.tflops);
+      if (!m.error.empty()) j.kv(std::string(key) + "_error", m.error);
+    };
+    measure("grouped_tflops", r.grouped);
+    if (r.has_cublas) measure("cublas_grouped_tflops", r.cublas);
+    measure("dense_tflops", r.dense);
+    if (std::isfinite(r.grouped.tflops / r.dense.tflops)) j.kv("ratio", r.grouped.tflops / r.dense.tflops);
     j.kv("wrong", r.wrong).end_object();
   }
   j.end_array().end_object();
@@ -258,11 +327,19 @@ int run_gemm(const GemmArgs& a) {
     std::string cname = path.substr(path.find_last_of('/') + 1);
     const Shape3 shapes[] = {{"up fwd", 'f', N, F}, {"down fwd", 'f', F, N}, {"up dgrad", 'd', N, F},
                              {"up wgrad", 'w', N, F}};
-    for (const Shape3& s : shapes) rows.push_back(run_shape(*be, cname, s, E, R, dt, a));
+    for (const Shape3& s : shapes) {
+      try {
+        rows.push_back(run_shape(*be, cname, s, E, R, dt, a));
+      } catch (const Error& e) {  // the operands or the reference failed: the row says so
+        Row r{cname, s.name, E, R, s.in, s.out, "-"};
+        r.grouped.error = e.what();
+        rows.push_back(r);
+      }
+    }
   }
-  const int64_t wrong = w.rank() == 0 ? print_table(rows, device_used, dtype_used, a) : 0;
+  const bool ok = w.rank() == 0 ? print_table(rows, device_used, dtype_used, a) : true;
   write_output_agreed(a.json, a.json.empty() ? "" : rows_json(rows, device_used, dtype_used, a));
-  return wrong == 0 ? 0 : 1;
+  return ok ? 0 : 1;
 }
 
 }  // namespace

@@ -6,6 +6,10 @@
 #   cudnn_frontend/include  cudnn-frontend (nvidia-cudnn-frontend: include/), for fused attention;
 #   cudnn/include           cuDNN 9's headers (nvidia-cudnn-cu13: nvidia/cudnn/include). The
 #                           library itself is loaded at run time (dlopen), so nothing links it.
+#   nccl-2.18/include       NCCL 2.18.1's headers (nvidia-nccl-cu12: nvidia/nccl/include), the
+#                           oldest NCCL supported: the build compiles the NCCL communicator
+#                           against them too (cmake/nccl_compat.cmake). A 210 MB download
+#                           (the wheel holds the library), about 10 s where PyPI is near.
 # CMake finds these folders by themselves (cmake/gpu_headers.cmake). Quick when they are there.
 # Only headers are kept; the wheels are deleted. Without pip or PyPI it says so and exits 0: the
 # CUDA build then compiles without the CUTLASS and cuDNN paths and the configure prints that.
@@ -18,6 +22,7 @@ wheels=(
   "nvidia-cutlass==4.2.0.0 cutlass_library/source/include cutlass/include"
   "nvidia-cudnn-frontend==1.32.0 include cudnn_frontend/include"
   "nvidia-cudnn-cu13==9.28.1.4 nvidia/cudnn/include cudnn/include"
+  "nvidia-nccl-cu12==2.18.1 nvidia/nccl/include nccl-2.18/include"
 )
 mkdir -p "$dest"
 for w in "${wheels[@]}"; do

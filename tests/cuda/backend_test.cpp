@@ -100,6 +100,48 @@ TEST_F(CudaBackendTest, ArgumentChecks) {
   EXPECT_THROW(ops::make_cuda_backend(ops::cuda_device_count()), Error);
 }
 
+// The grouped GEMMs choose their path per call (grouped_gemm_route.h): bf16 operands with an
+// f32 result, which cuBLAS's grouped call does not take, run the loop (CUTLASS cannot take
+// these widths, not multiples of 8), and a bf16 call after it still gets the grouped call.
+// Forcing the grouped call on the mixed types is one clear error.
+TEST_F(CudaBackendTest, GroupedGemmPathChosenPerCall) {
+  using ops::gpu::GroupedPath;
+  const std::vector<ops::Segment> segs = {
+      {0, 9, 0}, {9, 9, 1}, {9, 30, 2}, {30, 41, 1}, {41, 47, 3}};
+  const int64_t rows = 47, E = 4, in = 20, out = 36;
+  const Tensor hx = randn({rows, in}, DType::F32, "rx");
+  const Tensor hdy = randn({rows, out}, DType::F32, "rdy");
+  const Tensor hw = randn({E, out, in}, DType::F32, "rw");
+  auto calls = [&](GroupedPath p) { return gpu().grouped_path_calls(p); };
+  const int64_t loop0 = calls(GroupedPath::Loop), grouped0 = calls(GroupedPath::CublasGrouped);
+
+  Tensor dy = to_backend(hdy, Device::CUDA, DType::BF16);
+  Tensor x = to_backend(hx, Device::CUDA, DType::BF16);
+  Tensor dw = Tensor::zeros({E, out, in}, DType::F32, Device::CUDA);
+  gpu().grouped_gemm_tn(dy, x, segs, dw, 0.9);
+  Tensor dw_ref = Tensor::zeros({E, out, in}, DType::F32);
+  ops::make_cpu_backend()->grouped_gemm_tn(to_backend(hdy, Device::CPU, DType::BF16),
+                                           to_backend(hx, Device::CPU, DType::BF16), segs,
+                                           dw_ref, 0.9);
+  EXPECT_LE(normalized_error(to_host(dw), dw_ref), 1e-5);
+  EXPECT_EQ(calls(GroupedPath::Loop), loop0 + 1);
+  EXPECT_EQ(calls(GroupedPath::CublasGrouped), grouped0);
+
+  Tensor w = to_backend(hw, Device::CUDA, DType::BF16);
+  Tensor y = Tensor::empty({rows, out}, DType::BF16, Device::CUDA);
+  gpu().grouped_gemm_nt(x, w, segs, y, 1.0);
+  gpu().synchronize();
+  EXPECT_EQ(calls(GroupedPath::CublasGrouped), grouped0 + 1);
+
+  ops::gpu::GroupedModeScope forced(gpu(), ops::gpu::GroupedGemmMode::Grouped);
+  try {
+    gpu().grouped_gemm_tn(dy, x, segs, dw, 0.9);
+    FAIL() << "the forced grouped call took bf16 operands with an f32 result";
+  } catch (const Error& e) {
+    EXPECT_TRUE(Contains(e.what(), "grouped_gemm_tn: cublasGemmGroupedBatchedEx takes A, B and C"));
+  }
+}
+
 // src/core/rng.h on the device gives the host's numbers bit for bit.
 TEST_F(CudaBackendTest, PhiloxBlocksBitIdentical) {
   const rng::Key key = rng::make_key(1234, "blocks.0.moe.expert_up");

@@ -135,7 +135,8 @@ class CudnnSdpa : public CudaTest, public ::testing::WithParamInterface<Shape4> 
   void SetUp() override {
     CudaTest::SetUp();
     if (IsSkipped()) return;
-    if (!gpu().cudnn_attention_available()) GTEST_SKIP() << "cuDNN cannot be loaded";
+    if (!gpu().cudnn_attention_available())
+      GTEST_SKIP() << "cuDNN attention unavailable: " << gpu().cudnn_why();
   }
 };
 

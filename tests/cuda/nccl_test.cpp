@@ -63,6 +63,12 @@ TEST_F(NcclTest, AllToAllMatchesMpi) {
   nccl().all_to_all(s.raw(), a.raw(), count, DType::F32, Device::CUDA);
   world().all_to_all(s.raw(), b.raw(), count, DType::F32, Device::CUDA);
   EXPECT_TRUE(same_bits(a, b));
+  // What all_to_all runs where NCCL is older than 2.28 (no ncclAlltoAll): all_to_all_v's group
+  // of sends and receives with P equal blocks.
+  const std::vector<int64_t> counts(size_t(P), count), displs = comm::displacements(counts);
+  Tensor c = Tensor::zeros({count * P}, DType::F32, Device::CUDA);
+  nccl().all_to_all_v(s.raw(), counts, displs, c.raw(), counts, displs, DType::F32, Device::CUDA);
+  EXPECT_TRUE(same_bits(c, b));
 }
 
 // Uneven blocks, including empty ones in both directions, in bf16 (bytes moved as they are).

@@ -17,7 +17,6 @@
 namespace moe::test {
 namespace {
 
-using ops::gpu::CudaBackend;
 using ops::gpu::GroupedGemmMode;
 constexpr double kTolF32 = 1e-5;
 constexpr double kTolBf16 = 2e-2;
@@ -53,21 +52,6 @@ struct OpCase {
   std::function<Outputs(const Env&)> run;
   bool bf16 = true;  // also run with bf16 tensors (the router is f32 only)
   double tol_bf16 = kTolBf16;
-};
-
-// Sets the CUDA backend's grouped-GEMM mode for one run (no-op on the CPU).
-struct ModeGuard {
-  CudaBackend* g;
-  GroupedGemmMode old = GroupedGemmMode::Auto;
-  ModeGuard(ops::Backend& be, GroupedGemmMode m) : g(dynamic_cast<CudaBackend*>(&be)) {
-    if (g) {
-      old = g->grouped_gemm_mode();
-      g->set_grouped_gemm_mode(m);
-    }
-  }
-  ~ModeGuard() {
-    if (g) g->set_grouped_gemm_mode(old);
-  }
 };
 
 Tensor scalar(double v) {
@@ -146,7 +130,7 @@ void add_grouped(std::vector<OpCase>& t, const std::string& tag, std::vector<ops
                                     : mode == GroupedGemmMode::Loop ? "_loop"
                                                                     : "_grouped");
   t.push_back({"grouped_nt_" + suffix, [=](const Env& e) {
-                 ModeGuard mg(e.be, mode);
+                 ops::gpu::GroupedModeScope mg(e.be, mode);
                  Tensor x = e.randn({rows, in}, "gx"), w = e.randn({G, out, in}, "gw");
                  Tensor y = e.randn({rows, out}, "gy");
                  e.be.grouped_gemm_nt(x, w, segs, y, 1.3);
@@ -154,14 +138,14 @@ void add_grouped(std::vector<OpCase>& t, const std::string& tag, std::vector<ops
                }});
   for (double beta : {0.0, 0.5})
     t.push_back({"grouped_nn_" + suffix + (beta == 0 ? "_beta0" : ""), [=](const Env& e) {
-                   ModeGuard mg(e.be, mode);
+                   ops::gpu::GroupedModeScope mg(e.be, mode);
                    Tensor dy = e.randn({rows, out}, "gdy"), w = e.randn({G, out, in}, "gw");
                    Tensor dx = e.randn({rows, in}, "gdx");
                    e.be.grouped_gemm_nn(dy, w, segs, dx, 0.7, beta);
                    return Outputs{to_host(dx)};
                  }});
   t.push_back({"grouped_tn_" + suffix, [=](const Env& e) {
-                 ModeGuard mg(e.be, mode);
+                 ops::gpu::GroupedModeScope mg(e.be, mode);
                  Tensor dy = e.randn({rows, out}, "gdy"), x = e.randn({rows, in}, "gx");
                  Tensor dw = e.randn({G, out, in}, "gdw");
                  e.be.grouped_gemm_tn(dy, x, segs, dw, 0.9);

@@ -11,6 +11,8 @@ namespace moe::test {
 namespace {
 
 using ops::gpu::sdpa_declined;
+using ops::gpu::sdpa_failure_final;
+using ops::gpu::SdpaStep;
 using ops::gpu::SdpaKey;
 using ops::gpu::SdpaKeyHash;
 
@@ -64,6 +66,19 @@ TEST(CudnnSdpaSupport, GraphKeySeparatesShapeScaleAndDirection) {
     EXPECT_TRUE(set.insert(k).second);
   }
   EXPECT_EQ(set.size(), 1 + std::size(others));
+}
+
+// A graph outside cuDNN's support surface is declined for good at once; a failure in a step
+// that allocates (a passing out-of-memory) is retried, kSdpaBuildTries attempts in all.
+TEST(CudnnSdpaSupport, OnlySupportRefusalsAreFinalAtOnce) {
+  for (SdpaStep s : {SdpaStep::Validate, SdpaStep::CheckSupport})
+    EXPECT_TRUE(sdpa_failure_final(s, 1)) << int(s);
+  for (SdpaStep s : {SdpaStep::OperationGraph, SdpaStep::Heuristics, SdpaStep::BuildPlans,
+                     SdpaStep::Workspace, SdpaStep::Threw}) {
+    for (int tries = 1; tries < ops::gpu::kSdpaBuildTries; ++tries)
+      EXPECT_FALSE(sdpa_failure_final(s, tries)) << int(s) << " try " << tries;
+    EXPECT_TRUE(sdpa_failure_final(s, ops::gpu::kSdpaBuildTries)) << int(s);
+  }
 }
 
 }  // namespace

@@ -101,7 +101,9 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   MOE_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
 
   MOE_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&status_), sizeof(DeviceStatus)));
-  MOE_CUDA_CHECK(cudaMemset(status_, 0, sizeof(DeviceStatus)));
+  // On stream_, where every kernel that writes the word runs: the legacy stream's cudaMemset is
+  // not ordered with a non-blocking stream, so a kernel queued right after could race it.
+  MOE_CUDA_CHECK(cudaMemsetAsync(status_, 0, sizeof(DeviceStatus), stream_));
   MOE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host_status_), sizeof(DeviceStatus)));
   std::memset(host_status_, 0, sizeof(DeviceStatus));
   for (StagingSlot& sl : staging_)

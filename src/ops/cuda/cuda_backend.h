@@ -18,10 +18,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "src/core/rng.h"
 #include "src/ops/backend.h"
 #include "src/ops/cuda/cutlass/grouped_gemm_sm90.h"
+#include "src/ops/cuda/grouped_gemm_route.h"
 
 namespace moe::ops::gpu {
 
@@ -40,13 +44,6 @@ enum ErrorCode : int32_t {
   kErrSlot = 3,     // combine / scatter slot outside [0, m)
   kErrTarget = 4,   // cross-entropy target outside [0, V)
 };
-
-// How the grouped expert GEMMs are issued (Auto picks; tests force each path). Auto and Cutlass
-// take CUTLASS's Hopper grouped GEMM for every call it can run (bf16 operands on a
-// compute-capability 9.0 GPU, widths multiples of 8: grouped_gemm_cutlass.cpp) and otherwise
-// behave alike: cuBLAS's grouped call for more than two problems, else the loop. Loop and
-// Grouped never take CUTLASS (the benchmark's and the tests' cuBLAS baselines).
-enum class GroupedGemmMode { Auto, Loop, Grouped, Cutlass };
 
 // Which fused causal attention runs: Own, our FMA kernels (flash_attention.cu); Cudnn, cuDNN's
 // SDPA through cudnn-frontend (cudnn/cudnn_attention.h), bf16 only, and an error when cuDNN is
@@ -168,17 +165,20 @@ class CudaBackend final : public Backend {
   int device_index() const { return device_; }
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas() const { return cublas_; }
+  // The grouped GEMMs' mode (grouped_gemm_route.h), and how many grouped calls (a TN call
+  // counts once per wave) each path has run so far.
   void set_grouped_gemm_mode(GroupedGemmMode m) { grouped_mode_ = m; }
   GroupedGemmMode grouped_gemm_mode() const { return grouped_mode_; }
+  int64_t grouped_path_calls(GroupedPath p) const { return path_calls_[int(p)]; }
   // Whether this build has the CUTLASS kernels and this GPU runs them (sm_90a code runs on
-  // compute capability 9.0 only), and how many grouped calls went through them so far.
+  // compute capability 9.0 only).
   bool cutlass_available() const;
-  int64_t cutlass_calls() const { return cutlass_calls_; }
   void set_attention_impl(AttentionImpl m) { attention_impl_ = m; }
   AttentionImpl attention_impl() const { return attention_impl_; }
   // True when this build has the cuDNN path and cuDNN loaded and gave a handle (tried once, on
-  // the first call; without it one info line on stderr says why).
+  // the first call; without it one info line on stderr says why, and so does cudnn_why()).
   bool cudnn_attention_available();
+  const std::string& cudnn_why() const { return cudnn_why_; }
   // The implementation (Own or Cudnn) that the latest flash_attention_forward / _backward ran.
   AttentionImpl last_attention_impl() const { return last_attention_; }
 
@@ -207,26 +207,37 @@ class CudaBackend final : public Backend {
   StagingSlot staging_[kStagingSlots];
   int staging_next_ = 0;
   GroupedGemmMode grouped_mode_ = GroupedGemmMode::Auto;
-  bool grouped_supported_ = true;  // false once cuBLAS reported the grouped call unsupported
+  // (operand, result) dtype pairs for which cublasGemmGroupedBatchedEx returned NOT_SUPPORTED:
+  // Auto sends those to the loop from then on, and only those.
+  std::vector<std::pair<DType, DType>> cublas_refused_;
+  int64_t path_calls_[kGroupedPaths] = {};
   int sm_count_ = 0, cc_major_ = 0, cc_minor_ = 0;
-  int64_t cutlass_calls_ = 0;
   AttentionImpl attention_impl_ = AttentionImpl::Auto;
   AttentionImpl last_attention_ = AttentionImpl::Own;
   // Created on the first call that may use cuDNN; stays null when cuDNN is unavailable.
   std::unique_ptr<CudnnAttention, CudnnAttentionDeleter> cudnn_;
   bool cudnn_tried_ = false;
+  std::string cudnn_why_;  // why cuDNN attention is unavailable, once tried
 
+  // Whether CUTLASS's kernels can run a call on these tensors: built in, an sm_90 GPU, widths
+  // (in, out) multiples of 8 and 16-byte aligned tensors (TMA's rules). The dtypes and the
+  // mode are route_grouped's to judge.
+  bool cutlass_fits(const Tensor& act, const Tensor& other, const Tensor& out,
+                    int64_t out_features, int64_t in_features) const;
+  // The path of one grouped call (route_grouped with what this backend knows); throws for a
+  // call that the forced mode cannot run.
+  GroupedPath grouped_route(const char* op, bool weight_grad, const Tensor& act,
+                            const Tensor& other, const Tensor& out, int64_t out_features,
+                            int64_t in_features, bool independent, size_t problems) const;
   // One CUTLASS grouped call (see cutlass/grouped_gemm_sm90.h) over the non-empty segments,
-  // when the mode, the build, the GPU, the dtypes and the shapes allow it; false (nothing
-  // done) otherwise.
-  bool cutlass_grouped(sm90::Form form, const Tensor& act, const Tensor& other, Tensor& out,
-                       int64_t out_features, int64_t in_features,
-                       const std::vector<Segment>& segs, float alpha, float beta);
-
-  // Runs GEMM problems with one operand dtype (dt; C in dt_c), alpha and beta: in one grouped call when they are
-  // `independent` (no two write the same C) and the mode allows, else one by one in order.
+  // which no two share an output of; grouped_route has chosen it.
+  void run_cutlass(sm90::Form form, const Tensor& act, const Tensor& other, Tensor& out,
+                   int64_t out_features, int64_t in_features, const std::vector<Segment>& segs,
+                   float alpha, float beta);
+  // Runs GEMM problems with one operand dtype (dt; C in dt_c), alpha and beta on a cuBLAS path:
+  // one grouped call, or one by one in order (the loop).
   void run_gemm_problems(const std::vector<GemmProblem>& probs, DType dt, DType dt_c, float alpha,
-                         float beta, bool independent);
+                         float beta, GroupedPath path);
 
   // The fused attention of our own kernels (flash_attention.cu); flash_attention_forward /
   // _backward (fused_attention.cpp) check the tensors and choose between these and cuDNN.
@@ -240,6 +251,26 @@ class CudaBackend final : public Backend {
   CudnnAttention* cudnn_for(const char* declined, const char* op);
   template <class Run>
   bool ran_on_cudnn(const char* declined, const char* op, int B, int T, int H, int64_t D, Run run);
+};
+
+// Sets a backend's grouped-GEMM mode for a scope and restores it on the way out, exceptions
+// included (the tests and `moe bench gemm` force each path); does nothing to a CPU backend.
+class GroupedModeScope {
+ public:
+  GroupedModeScope(Backend& be, GroupedGemmMode m) : g_(dynamic_cast<CudaBackend*>(&be)) {
+    if (!g_) return;
+    old_ = g_->grouped_gemm_mode();
+    g_->set_grouped_gemm_mode(m);
+  }
+  ~GroupedModeScope() {
+    if (g_) g_->set_grouped_gemm_mode(old_);
+  }
+  GroupedModeScope(const GroupedModeScope&) = delete;
+  GroupedModeScope& operator=(const GroupedModeScope&) = delete;
+
+ private:
+  CudaBackend* g_;
+  GroupedGemmMode old_ = GroupedGemmMode::Auto;
 };
 
 }  // namespace moe::ops::gpu

@@ -62,12 +62,15 @@ bool CudaBackend::cudnn_attention_available() {
         why = e.what();
       }
     }
-    if (!cudnn_)
+    if (!cudnn_) {
+      cudnn_why_ = why;
       std::fprintf(stderr, "moe: info: cuDNN attention unavailable (%s); using our own kernels\n",
                    why.c_str());
+    }
   }
   return cudnn_ != nullptr;
 #else
+  cudnn_why_ = "this build has no cuDNN path";
   return false;
 #endif
 }

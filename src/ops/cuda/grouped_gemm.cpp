@@ -1,19 +1,21 @@
 // The grouped expert GEMMs over row segments (segment s uses weight matrix W[group]).
 //
-// Why cublasGemmGroupedBatchedEx: each segment is a GEMM of a different row count, and the
-// grouped API runs all of them from one call (one launch for the whole list), where a loop of
-// cublasGemmEx pays a launch and a small, under-filled GEMM per expert; on uneven expert loads
-// the grouped call measured 1.2-4.7x the loop on an H100 (docs/gpu-machine.md), except for
-// few, large experts. With one or two problems the loop is used: nothing to batch, and it saves
-// the upload of the pointer arrays. Segments whose outputs overlap (the same rows of y or dx,
-// which the dispatcher never produces) also take the loop, which runs them in order like the
-// CPU. grouped_gemm_tn accumulates into dW[g], and several segments may share a group (one
-// per source rank): the grouped path then runs in waves, wave w holding the w-th segment of each
-// group, so no two problems of one call write the same dW[g] and each dW[g] still adds its
-// segments in order. Before all of these, CUTLASS's Hopper grouped GEMM takes every call it can
-// (grouped_gemm_cutlass.cpp): bf16 on an sm_90 GPU, where it is the fast path.
+// Each call takes one of three paths, chosen per call by route_grouped (grouped_gemm_route.h):
+// CUTLASS's Hopper grouped GEMM (grouped_gemm_cutlass.cpp), the fast path for bf16 on an sm_90
+// GPU; cublasGemmGroupedBatchedEx, which runs every segment's GEMM (each of a different row
+// count) from one call, where a loop of cublasGemmEx pays a launch and a small, under-filled
+// GEMM per expert (on uneven expert loads the grouped call measured 1.2-4.7x the loop on an
+// H100, docs/gpu-machine.md, except for few, large experts); or that loop, for one or two
+// problems, for dtypes the grouped call does not take (bf16 operands with an f32 result: the
+// weight gradient under mixed precision, where CUTLASS does not run), and for segments whose
+// outputs overlap (the same rows of y or dx, which the dispatcher never produces), which it
+// runs in order like the CPU. grouped_gemm_tn accumulates into dW[g], and several segments may
+// share a group (one per source rank): it then runs in waves, wave w holding the w-th segment
+// of each group, so no two problems of one call write the same dW[g] and each dW[g] still adds
+// its segments in order.
 #include <algorithm>
 #include <numeric>
+#include <utility>
 
 #include "src/ops/cuda/cuda_backend.h"
 #include "src/ops/cuda/cuda_util.h"
@@ -21,8 +23,6 @@
 
 namespace moe::ops::gpu {
 namespace {
-
-constexpr size_t kLoopMaxProblems = 2;  // Auto: at most this many problems go through the loop
 
 void check_segments(const std::vector<Segment>& segs, int64_t rows, int64_t groups) {
   for (const Segment& s : segs)
@@ -55,15 +55,30 @@ void check_grouped_args(const Tensor& a, const Tensor& w, const Tensor& out, con
 
 }  // namespace
 
+GroupedPath CudaBackend::grouped_route(const char* op, bool weight_grad, const Tensor& act,
+                                       const Tensor& other, const Tensor& out,
+                                       int64_t out_features, int64_t in_features, bool independent,
+                                       size_t problems) const {
+  GroupedCall c;
+  c.mode = grouped_mode_;
+  c.operands = act.dtype();
+  c.out = out.dtype();
+  c.weight_grad = weight_grad;
+  c.cutlass_fits = cutlass_fits(act, other, out, out_features, in_features);
+  c.independent = independent;
+  c.problems = problems;
+  c.cublas_refused = std::find(cublas_refused_.begin(), cublas_refused_.end(),
+                               std::pair{c.operands, c.out}) != cublas_refused_.end();
+  GroupedRoute r = route_grouped(c);
+  MOE_CHECK(r.refused.empty(), op, ": ", r.refused);
+  return r.path;
+}
+
 void CudaBackend::run_gemm_problems(const std::vector<GemmProblem>& probs, DType dt, DType dt_c,
-                                    float alpha, float beta, bool independent) {
+                                    float alpha, float beta, GroupedPath path) {
   if (probs.empty()) return;
   const cudaDataType_t t = cuda_type(dt), tc = cuda_type(dt_c);
-  const bool grouped = independent && (grouped_mode_ == GroupedGemmMode::Grouped ||
-                                       ((grouped_mode_ == GroupedGemmMode::Auto ||
-                                         grouped_mode_ == GroupedGemmMode::Cutlass) &&
-                                        grouped_supported_ && probs.size() > kLoopMaxProblems));
-  if (grouped) {
+  if (path == GroupedPath::CublasGrouped) {
     // Column-major form of each row-major problem (see gemm_rm.h): operands swapped.
     const size_t P = probs.size();
     std::vector<cublasOperation_t> op_a(P), op_b(P);
@@ -92,14 +107,19 @@ void CudaBackend::run_gemm_problems(const std::vector<GemmProblem>& probs, DType
         cublas_, op_a.data(), op_b.data(), m.data(), n.data(), k.data(), alphas.data(), d, t,
         lda.data(), d + P, t, ldb.data(), betas.data(), const_cast<void* const*>(d + 2 * P), tc,
         ldc.data(), int(P), group_size.data(), CUBLAS_COMPUTE_32F);
-    if (st == CUBLAS_STATUS_SUCCESS) return;
+    if (st == CUBLAS_STATUS_SUCCESS) {
+      ++path_calls_[int(GroupedPath::CublasGrouped)];
+      return;
+    }
     if (st != CUBLAS_STATUS_NOT_SUPPORTED || grouped_mode_ == GroupedGemmMode::Grouped)
       throw_cublas(st, "cublasGemmGroupedBatchedEx", __FILE__, __LINE__);
-    grouped_supported_ = false;  // Auto: fall back to the loop from now on
+    // Auto: this dtype pair takes the loop from now on; the others keep the grouped call.
+    cublas_refused_.push_back({dt, dt_c});
   }
   for (const GemmProblem& q : probs)
     gemm_rm(cublas_, q.ta, q.tb, q.m, q.n, q.k, alpha, Mat{q.a, t, q.lda}, Mat{q.b, t, q.ldb}, beta,
             Mat{q.c, tc, q.ldc});
+  ++path_calls_[int(GroupedPath::Loop)];
 }
 
 void CudaBackend::grouped_gemm_nt(const Tensor& x, const Tensor& w,
@@ -110,9 +130,6 @@ void CudaBackend::grouped_gemm_nt(const Tensor& x, const Tensor& w,
   MOE_CHECK(x.dim(1) == in && y.dim(1) == out && x.dim(0) == y.dim(0), "grouped_gemm_nt shapes ",
             shape_str(x.shape()), " ", shape_str(w.shape()), " ", shape_str(y.shape()));
   check_segments(segs, x.dim(0), w.dim(0));
-  if (in > 0 && out > 0 && !rows_overlap(segs) &&
-      cutlass_grouped(sm90::Form::NT, x, w, y, out, in, segs, float(alpha), 0.0f))
-    return;
   const size_t es = dtype_size(x.dtype()), esc = dtype_size(y.dtype());
   const char *px = static_cast<const char*>(x.raw()), *pw = static_cast<const char*>(w.raw());
   char* py = static_cast<char*>(y.raw());
@@ -129,7 +146,13 @@ void CudaBackend::grouped_gemm_nt(const Tensor& x, const Tensor& w,
     probs.push_back({false, true, rows, out, in, px + s.begin * in * es, in,
                      pw + s.group * out * in * es, in, py + s.begin * out * esc, out});
   }
-  run_gemm_problems(probs, x.dtype(), y.dtype(), float(alpha), 0.0f, /*independent=*/!rows_overlap(segs));
+  const bool independent = !rows_overlap(segs);
+  const GroupedPath path =
+      grouped_route("grouped_gemm_nt", false, x, w, y, out, in, independent, probs.size());
+  if (path == GroupedPath::Cutlass)
+    run_cutlass(sm90::Form::NT, x, w, y, out, in, segs, float(alpha), 0.0f);
+  else
+    run_gemm_problems(probs, x.dtype(), y.dtype(), float(alpha), 0.0f, path);
 }
 
 void CudaBackend::grouped_gemm_nn(const Tensor& dy, const Tensor& w,
@@ -142,9 +165,6 @@ void CudaBackend::grouped_gemm_nn(const Tensor& dy, const Tensor& w,
             "grouped_gemm_nn shapes ", shape_str(dy.shape()), " ", shape_str(w.shape()), " ",
             shape_str(dx.shape()));
   check_segments(segs, dy.dim(0), w.dim(0));
-  if (in > 0 && out > 0 && !rows_overlap(segs) &&
-      cutlass_grouped(sm90::Form::NN, dy, w, dx, out, in, segs, float(alpha), float(beta)))
-    return;
   const size_t es = dtype_size(dy.dtype()), esc = dtype_size(dx.dtype());
   const char *pdy = static_cast<const char*>(dy.raw()), *pw = static_cast<const char*>(w.raw());
   char* pdx = static_cast<char*>(dx.raw());
@@ -164,8 +184,13 @@ void CudaBackend::grouped_gemm_nn(const Tensor& dy, const Tensor& w,
     probs.push_back({false, false, rows, in, out, pdy + s.begin * out * es, out,
                      pw + s.group * out * in * es, in, pdx + s.begin * in * esc, in});
   }
-  run_gemm_problems(probs, dy.dtype(), dx.dtype(), float(alpha), float(beta),
-                    /*independent=*/!rows_overlap(segs));
+  const bool independent = !rows_overlap(segs);
+  const GroupedPath path =
+      grouped_route("grouped_gemm_nn", false, dy, w, dx, out, in, independent, probs.size());
+  if (path == GroupedPath::Cutlass)
+    run_cutlass(sm90::Form::NN, dy, w, dx, out, in, segs, float(alpha), float(beta));
+  else
+    run_gemm_problems(probs, dy.dtype(), dx.dtype(), float(alpha), float(beta), path);
 }
 
 void CudaBackend::grouped_gemm_tn(const Tensor& dy, const Tensor& x,
@@ -194,13 +219,6 @@ void CudaBackend::grouped_gemm_tn(const Tensor& dy, const Tensor& x,
                        pdw + s.group * out * in * esc,
                        in};
   };
-  if (grouped_mode_ == GroupedGemmMode::Loop) {
-    std::vector<GemmProblem> probs;
-    for (const Segment& s : segs)
-      if (s.end > s.begin) probs.push_back(problem(s));
-    run_gemm_problems(probs, dy.dtype(), dw.dtype(), float(alpha), 1.0f, /*independent=*/false);
-    return;
-  }
   // Waves: the w-th non-empty segment of every group goes into wave w.
   std::vector<std::vector<Segment>> waves;
   std::vector<size_t> seen(size_t(dw.dim(0)), 0);
@@ -211,10 +229,15 @@ void CudaBackend::grouped_gemm_tn(const Tensor& dy, const Tensor& x,
     waves[wv].push_back(s);
   }
   for (const auto& wave : waves) {
-    if (cutlass_grouped(sm90::Form::TN, dy, x, dw, out, in, wave, float(alpha), 1.0f)) continue;
+    const GroupedPath path =
+        grouped_route("grouped_gemm_tn", true, dy, x, dw, out, in, true, wave.size());
+    if (path == GroupedPath::Cutlass) {
+      run_cutlass(sm90::Form::TN, dy, x, dw, out, in, wave, float(alpha), 1.0f);
+      continue;
+    }
     std::vector<GemmProblem> probs;
     for (const Segment& s : wave) probs.push_back(problem(s));
-    run_gemm_problems(probs, dy.dtype(), dw.dtype(), float(alpha), 1.0f, true);
+    run_gemm_problems(probs, dy.dtype(), dw.dtype(), float(alpha), 1.0f, path);
   }
 }
 

@@ -105,18 +105,25 @@ std::shared_ptr<fe::graph::Graph> backward_graph(const Layout& l, float scale, i
   return g;
 }
 
-// cudnn-frontend's steps from the graph to an executable plan; the first failure's message.
-std::string build(fe::graph::Graph& g, cudnnHandle_t handle) {
-  auto failed = [](const char* step, const fe::error_t& e) {
-    return detail::cat(step, ": ", e.err_msg);
+// cudnn-frontend's steps from the graph to an executable plan; the first failure, with the step
+// it happened at (sdpa_failure_final decides from that whether to try the shape again).
+struct BuildFailure {
+  SdpaStep step = SdpaStep::Validate;
+  std::string error;  // empty: the graph built
+};
+
+BuildFailure build(fe::graph::Graph& g, cudnnHandle_t handle) {
+  auto failed = [](SdpaStep step, const char* name, const fe::error_t& e) {
+    return BuildFailure{step, detail::cat(name, ": ", e.err_msg)};
   };
-  if (auto e = g.validate(); e.is_bad()) return failed("validate", e);
+  if (auto e = g.validate(); e.is_bad()) return failed(SdpaStep::Validate, "validate", e);
   if (auto e = g.build_operation_graph(handle); e.is_bad())
-    return failed("build_operation_graph", e);
+    return failed(SdpaStep::OperationGraph, "build_operation_graph", e);
   if (auto e = g.create_execution_plans({fe::HeurMode_t::A}); e.is_bad())
-    return failed("create_execution_plans", e);
-  if (auto e = g.check_support(); e.is_bad()) return failed("check_support", e);
-  if (auto e = g.build_plans(); e.is_bad()) return failed("build_plans", e);
+    return failed(SdpaStep::Heuristics, "create_execution_plans", e);
+  if (auto e = g.check_support(); e.is_bad())
+    return failed(SdpaStep::CheckSupport, "check_support", e);
+  if (auto e = g.build_plans(); e.is_bad()) return failed(SdpaStep::BuildPlans, "build_plans", e);
   return {};
 }
 
@@ -133,39 +140,48 @@ std::string status_text(cudnnStatus_t s) {
 struct CudnnAttention::Impl {
   cudnnHandle_t handle = nullptr;
   struct Entry {
-    std::shared_ptr<fe::graph::Graph> graph;  // null: cuDNN declined the shape (see error)
+    std::shared_ptr<fe::graph::Graph> graph;  // null: not built (yet, or for good when `final`)
     int64_t workspace = 0;                    // bytes
-    std::string error;
+    std::string error;                        // the latest failure
+    int tries = 0;
+    bool final = false;  // cuDNN declined the shape for good (sdpa_failure_final)
   };
-  std::unordered_map<SdpaKey, Entry, SdpaKeyHash> graphs;
+  std::unordered_map<SdpaKey, Entry, SdpaKeyHash> graphs;  // node-based: entries stay put
 
-  // The cached graph of `key`, built on first use.
+  // The cached graph of `key`, built on first use, or built again after a failure that may
+  // have been transient (sdpa_failure_final).
   const Entry& graph_for(const SdpaKey& key) {
-    auto it = graphs.find(key);
-    if (it != graphs.end()) return it->second;
-    Entry e;
+    Entry& e = graphs[key];
+    if (e.graph || e.final) return e;
+    ++e.tries;
     const Layout l{key.B, key.T, key.H, key.D, key.H * key.D};
     float scale;
     std::memcpy(&scale, &key.scale_bits, sizeof(scale));
+    BuildFailure f;
     try {
       auto g = key.backward ? backward_graph(l, scale) : forward_graph(l, scale);
-      e.error = build(*g, handle);
-      if (e.error.empty()) {
+      f = build(*g, handle);
+      if (f.error.empty()) {
         if (auto st = g->get_workspace_size(e.workspace); st.is_bad())
-          e.error = detail::cat("get_workspace_size: ", st.err_msg);
+          f = {SdpaStep::Workspace, detail::cat("get_workspace_size: ", st.err_msg)};
         else
           e.graph = std::move(g);
       }
     } catch (const std::exception& ex) {  // the frontend throws for a missing cuDNN symbol
-      e.error = ex.what();
+      f = {SdpaStep::Threw, ex.what()};
     }
-    if (!e.graph)  // once per shape: the entry remembers it
-      std::fprintf(stderr,
-                   "moe: info: cuDNN has no %s attention engine for B=%lld T=%lld H=%lld D=%lld "
-                   "(%s); in Auto mode our own kernels run it\n",
-                   key.backward ? "backward" : "forward", (long long)key.B, (long long)key.T,
-                   (long long)key.H, (long long)key.D, e.error.c_str());
-    return graphs.emplace(key, std::move(e)).first->second;
+    if (e.graph) return e;
+    e.error = f.error;
+    e.final = sdpa_failure_final(f.step, e.tries);
+    // One line per attempt: at most kSdpaBuildTries per shape.
+    std::fprintf(stderr,
+                 "moe: info: cuDNN has no %s attention engine for B=%lld T=%lld H=%lld D=%lld "
+                 "(%s); in Auto mode our own kernels run it%s\n",
+                 key.backward ? "backward" : "forward", (long long)key.B, (long long)key.T,
+                 (long long)key.H, (long long)key.D, e.error.c_str(),
+                 e.final ? "" : detail::cat(" this time (attempt ", e.tries, " of ",
+                                            kSdpaBuildTries, "; cuDNN is asked again)").c_str());
+    return e;
   }
 
   void execute(const Entry& e, std::unordered_map<int64_t, void*>& pack, const char* op) {

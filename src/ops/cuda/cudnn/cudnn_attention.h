@@ -10,8 +10,10 @@
 // SDPA_attributes::set_stats_use_log2 documents the convention), which is what our kernels and
 // the CPU reference store, so either backward runs from either forward's lse.
 //
-// Graphs are built per shape, scale and direction on first use and cached; a shape that cuDNN
-// declines (no engine: check_support or the plan build fails) is remembered too.
+// Graphs are built per shape, scale and direction on first use and cached. A shape that cuDNN
+// declines (validate or check_support fails) is remembered; a failure in the steps that
+// allocate (operation graph, heuristics, plan build), which may be a passing out-of-memory, is
+// tried again at the shape's next call, kSdpaBuildTries attempts in all (sdpa_support.h).
 #pragma once
 #include <cuda_runtime_api.h>
 

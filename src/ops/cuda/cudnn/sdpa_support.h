@@ -37,6 +37,32 @@ inline const char* sdpa_declined(DType dt, int64_t B, int64_t T, int64_t H, int6
   return nullptr;
 }
 
+// The step of a graph's build (cudnn_attention.cpp) that failed, for sdpa_failure_final.
+enum class SdpaStep {
+  Validate,
+  OperationGraph,
+  Heuristics,
+  CheckSupport,
+  BuildPlans,
+  Workspace,
+  Threw,  // the frontend threw (a missing cuDNN symbol, say)
+};
+
+// Attempts at building one shape's graph before Auto leaves that shape to our kernels for good.
+constexpr int kSdpaBuildTries = 3;
+
+// Whether a failed graph build is remembered for its shape (Auto then runs our kernels for it
+// without asking cuDNN again) or tried again at the shape's next call, `tries` being the
+// attempts so far, this one included. validate and check_support judge the graph against
+// cuDNN's support surface, which a shape meets the same way every time: final at once. The
+// other steps allocate (the operation graph, the heuristics' engine configs, the plans, some
+// compiled at run time) and can fail for a moment, an out-of-memory while a step's activations
+// are live, say; caching that forever would leave the shape on our slower kernels for the
+// rest of the run, so they are retried, up to kSdpaBuildTries attempts.
+inline bool sdpa_failure_final(SdpaStep step, int tries) {
+  return step == SdpaStep::Validate || step == SdpaStep::CheckSupport || tries >= kSdpaBuildTries;
+}
+
 // A graph is built for one shape and scale (cuDNN bakes both in) and one direction; the
 // tensors' addresses change from call to call and go in the variant pack instead.
 struct SdpaKey {

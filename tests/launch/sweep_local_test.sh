@@ -2,7 +2,9 @@
 # `moe sweep` on this machine, end to end: --dry-run runs and writes nothing; --run local trains
 # 2-rank runs under mpirun (2 at a time), goes on past a failing run and exits 1 for it; the
 # same command again reruns only that run; --report alone rewrites the same CSV; a bad spec
-# stops with one line naming the key and the file, exit 2.
+# stops with one line naming the key and the file, exit 2; a second sweep on the same out dir is
+# refused; SIGTERM stops a sweep (its runs checkpoint, "interrupted", exit 5) and the same
+# command continues them to the losses and final checkpoints of uninterrupted runs.
 #   sweep_local_test.sh <moe binary> <source dir>      (ctest passes both; label "sweep")
 set -euo pipefail
 moe=$(realpath "$1")
@@ -97,4 +99,51 @@ cat "$work/bad.txt"
 [ "$rc" -eq 2 ] || fail "a bad spec should exit 2, got $rc"
 check grep -q "moe: error: $work/bad.toml: rankz: unknown key" "$work/bad.txt"
 [ "$(wc -l < "$work/bad.txt")" -eq 1 ] || fail "expected one line"
+echo "=== SIGTERM stops the sweep; the same command continues its runs"
+sed -e 's/^tokens = 256 .*/tokens = 25600       # 400 steps/' -e "s#^out = .*#out = \"$work/long\"#" \
+  -e 's#^mpirun = .*#mpirun = ["mpirun"]#' -e 's/^scales = .*/scales = [1]/' "$work/spec.toml" > "$work/long.toml"
+sed -i 's/^keep_checkpoints = .*//' "$work/long.toml"
+"$moe" sweep --spec "$work/long.toml" --run local --jobs 2 > "$work/long1.txt" 2>&1 &
+sweep=$!
+for _ in $(seq 1 600); do
+  n=0
+  for m in "$work"/long/runs/*/metrics.jsonl; do [ "$(grep -c '^{"step"' "$m" 2>/dev/null)" -ge 5 ] && n=$((n + 1)); done
+  [ "$n" -eq 2 ] && break
+  sleep 0.1
+done
+[ "$n" -eq 2 ] || { cat "$work/long1.txt"; fail "the two runs did not start"; }
+set +e
+"$moe" sweep --spec "$work/long.toml" --run local > "$work/other.txt" 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "a second sweep on the same out dir should exit 2, got $rc: $(cat "$work/other.txt")"
+check grep -q "moe: error: the sweep's out directory = \"$work/long\" is in use by another job" "$work/other.txt"
+kill -TERM "$sweep"
+set +e
+wait "$sweep"
+rc=$?
+set -e
+cat "$work/long1.txt"
+[ "$rc" -eq 5 ] || fail "a sweep stopped by SIGTERM should exit 5, got $rc"
+check grep -q "moe sweep: stopped by SIGTERM: 0 run(s) finished, 2 interrupted with a checkpoint, 0 failed, 0 not started" "$work/long1.txt"
+for r in "$work"/long/runs/*; do
+  check test -f "$r/interrupted"
+  check test ! -e "$r/finished"
+  check test ! -e "$r/failed"
+  check test -L "$r/checkpoints/latest"
+  check grep -q "moe: stopped by SIGUSR1 at step" "$r/train.log"
+done
+check "$moe" sweep --spec "$work/long.toml" --run local --jobs 2 > "$work/long2.txt" 2>&1
+cat "$work/long2.txt"
+check grep -q "2 of 2 run(s) to do, 0 already finished" "$work/long2.txt"
+for r in "$work"/long/runs/*; do
+  check test -f "$r/finished"
+  check test ! -e "$r/interrupted"
+  check grep -q '^{"event":"resume","at_step":' "$r/metrics.jsonl"
+  mpirun -np 2 "$moe" train --config "$r/run.toml" --set "run.dir=$r.ref" > "$r.ref.log" 2>&1 || fail "reference of $r"
+  diff <(grep '^{"step"' "$r.ref/metrics.jsonl" | cut -d, -f1-2) <(grep '^{"step"' "$r/metrics.jsonl" | cut -d, -f1-2) ||
+    fail "$r: losses differ from the uninterrupted run"
+  diff <(grep "checksum = '" "$(readlink -f "$r.ref/checkpoints/latest")/manifest.toml") \
+    <(grep "checksum = '" "$(readlink -f "$r/checkpoints/latest")/manifest.toml") || fail "$r: final checkpoints differ"
+done
 echo "PASS"

@@ -99,9 +99,15 @@ std::vector<ConfigChange> check_changes(const ConfigDiff& diff, const std::set<s
   for (const std::string& k : allowed)
     if (!diff.keys.count(k))
       throw InputError("--allow-change " + k + ": not a key of the config (keys are dotted, e.g. optim.lr)", true);
+  // The model first: a checkpoint that does not fit is the news, whatever else changed
+  // (worded as ckpt::check_same_model, which checks again while loading).
+  for (const ConfigChange& c : diff.changes)
+    if (fixed_by_checkpoint(c.key))
+      throw InputError(checkpoint + "/manifest.toml: " + c.key + " differs: the checkpoint has " + c.before +
+                           ", the config has " + c.after + " (a checkpoint loads only into the same model shape)",
+                       true);
   for (const ConfigChange& c : diff.changes) {
-    // The model's own keys are ckpt::check_same_model's to refuse, naming the manifest.
-    if (safe_to_change(c.key) || fixed_by_checkpoint(c.key) || allowed.count(c.key)) continue;
+    if (safe_to_change(c.key) || allowed.count(c.key)) continue;
     const std::string what = c.key + " = " + c.before + " when " + checkpoint + " was saved, " + c.after + " now";
     throw InputError(what + (c.key == "train.steps" ? steps_note(now, c, saved_step) : std::string()) +
                          ": a resume must compute what the run computed; keep the old value, or pass --allow-change " +

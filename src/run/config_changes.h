@@ -3,8 +3,8 @@
 // only say how the run is laid out, logged, evaluated, checkpointed or stopped may change
 // freely; any other change alters what the run computes and is refused with one line naming the
 // key, the old and the new value, unless the user allows that key (`moe train --allow-change
-// KEY`). The model's shape and forward pass never change (ckpt::check_same_model refuses them
-// whatever is allowed): the checkpoint's weights belong to them.
+// KEY`). The model's shape and forward pass never change, whatever is allowed: the checkpoint's
+// weights belong to them.
 #pragma once
 #include <set>
 #include <string>
@@ -30,9 +30,10 @@ struct ConfigDiff {
 ConfigDiff diff_configs(const std::string& saved, const std::string& origin, const config::Config& now);
 // Layout, logging, evaluation cadence, checkpoint cadence, stop handling, run.dir, debug.
 bool safe_to_change(const std::string& key);
-// [model] and [moe] but its loss and routing weights: left to ckpt::check_same_model.
+// [model] and [moe] but its loss and routing weights: refused first, naming the manifest.
 bool fixed_by_checkpoint(const std::string& key);
-// Throws InputError for the first change that is neither safe nor allowed, naming the key, both
+// Throws InputError for a change of the model, else for the first change that is neither safe
+// nor allowed, naming the key, both
 // values and `checkpoint`; `saved_step` explains what a new train.steps does to the schedule.
 // An allowed name that is no key of either config is refused too (a typo would allow nothing).
 // Returns every change (safe ones included), for the run's log.

@@ -10,6 +10,7 @@
 #include "launch/plots.h"
 #include "launch/process.h"
 #include "launch/sweep_exec.h"
+#include "src/core/output_file.h"
 #include "src/run/stop_signals.h"
 #include "src/train/sweep.h"
 #include "src/train/sweep_report.h"
@@ -48,9 +49,9 @@ void print_plan(const train::Sweep& s) {
 int write_report(const train::Sweep& s) {
   std::vector<train::RunResult> results = train::collect_results(s);
   const std::string csv = s.dir + "/report.csv", txt = s.dir + "/summary.txt", png = s.dir + "/loss_vs_lr.png";
-  std::ofstream(csv) << train::results_csv(results);
+  write_output_atomically(csv, train::results_csv(results));
   std::string summary = train::format_summary(results, train::summarize(results));
-  std::ofstream(txt) << summary;
+  write_output_atomically(txt, summary);
   std::printf("\n%s\n", summary.c_str());
   std::printf("csv: %s\nsummary: %s\n", csv.c_str(), txt.c_str());
   std::string why = render_plot(kSweepPlotScript, {csv, png});

@@ -10,6 +10,7 @@
 #include "launch/sweep_array_script.h"
 #include "launch/sweep_exec.h"
 #include "src/core/error.h"
+#include "src/core/output_file.h"
 
 namespace moe::launch {
 namespace fs = std::filesystem;
@@ -49,8 +50,7 @@ bool submit_slurm(const train::Sweep& s, const SlurmOptions& opt) {
       if (!reset.empty()) std::printf("%s: starting over (%s)\n", r.name.c_str(), reset.c_str());
     }
   const std::string script = s.dir + "/sweep_array.sbatch";
-  std::ofstream(script) << kSweepArrayScript;
-  MOE_CHECK(fs::exists(script), "cannot write ", script);
+  write_output_atomically(script, kSweepArrayScript);
   chmod(script.c_str(), 0755);
   fs::create_directories(s.dir + "/slurm");
 
@@ -78,9 +78,9 @@ bool submit_slurm(const train::Sweep& s, const SlurmOptions& opt) {
   for (const auto& [k, v] : vars) line += shell_join({k + "=" + v}) + " ";
   std::vector<std::string> by_hand = argv;
   by_hand.erase(by_hand.begin() + 1);  // --parsable is for this program
-  std::ofstream(s.dir + "/submit.sh") << "#!/bin/sh\n# Written by moe sweep: submits the unfinished runs of "
-                                      << s.spec_path << " as one job array.\n"
-                                      << line << shell_join(by_hand) << "\n";
+  write_output_atomically(s.dir + "/submit.sh", "#!/bin/sh\n# Written by moe sweep: submits the unfinished runs of " +
+                                                  s.spec_path + " as one job array.\n" + line + shell_join(by_hand) +
+                                                  "\n");
   if (opt.prepare) {
     std::printf("prepared %d run(s) as array tasks %s; submit with: sh %s/submit.sh\n", int(todo.size()), array.c_str(),
                 s.dir.c_str());

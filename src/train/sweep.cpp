@@ -12,6 +12,7 @@
 
 #include "src/config/toml_reader.h"
 #include "src/core/error.h"
+#include "src/core/output_file.h"
 #include "src/train/coord_check.h"
 #include "src/run/run_lock.h"
 #include "src/run/start.h"
@@ -216,7 +217,7 @@ void mark_run(const std::string& run_dir, const char* marker, const std::string&
   std::error_code ec;
   for (const char* m : {kFinishedMarker, kFailedMarker, kInterruptedMarker})
     if (std::string(m) != marker) fs::remove(run_dir + "/" + m, ec);
-  std::ofstream(run_dir + "/" + marker) << text << "\n";
+  write_output_atomically(run_dir + "/" + marker, text + "\n");
 }
 
 std::string reset_if_not_resumable(const SweepRun& r) {
@@ -232,18 +233,18 @@ std::string reset_if_not_resumable(const SweepRun& r) {
 
 void write_sweep_files(const Sweep& s) {
   fs::create_directories(s.dir);
-  std::ofstream(s.dir + "/spec.toml") << read_file(s.spec_path, "sweep spec");
-  std::ofstream runs(s.dir + "/runs.txt");
+  write_output_atomically(s.dir + "/spec.toml", read_file(s.spec_path, "sweep spec"));
+  std::string runs;
   for (const SweepRun& r : s.runs) {
     fs::create_directories(r.dir);
-    std::ofstream f(r.dir + "/" + kRunConfigFile);
+    std::ostringstream f;
     f << "# Resolved by moe sweep from " << s.spec_path << ": scale " << r.scale << ", preset " << r.preset << ", lr "
       << r.lr << ", seed " << r.seed << "\n"
       << config::to_toml(r.config);
-    MOE_CHECK(f, "cannot write ", r.dir, "/", kRunConfigFile);
-    runs << s.steps << "\t" << r.dir << "\n";
+    write_output_atomically(r.dir + "/" + kRunConfigFile, f.str());
+    runs += std::to_string(s.steps) + "\t" + r.dir + "\n";
   }
-  MOE_CHECK(runs, "cannot write ", s.dir, "/runs.txt");
+  write_output_atomically(s.dir + "/runs.txt", runs);
 }
 
 }  // namespace moe::train

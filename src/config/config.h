@@ -348,8 +348,8 @@ struct DebugConfig {
   // Every token's choices go to experts e, e+1, ... (mod M): a token surge on one expert's rank,
   // to test dropless buffers and capacity drops. The model's math is not meaningful then.
   int64_t route_all_to_expert = -1;     // -1 = off
-  // The checkpoint a stop signal asks for first sleeps this long (tests of the stop's bounds).
-  double stop_save_delay_s = 0;
+  // A stop for a signal first sleeps this long (the tests of the stop's bounds).
+  double stop_delay_s = 0;
   // Every step is followed by this much sleep: a run that lasts a known time whatever the
   // machine's speed (the time-limit and requeue tests). The numbers are unchanged.
   double step_delay_s = 0;
@@ -361,7 +361,7 @@ struct DebugConfig {
     v("fault_rank", fault_rank);
     v("fault", fault);
     v("route_all_to_expert", route_all_to_expert);
-    v("stop_save_delay_s", stop_save_delay_s);
+    v("stop_delay_s", stop_delay_s);
     v("step_delay_s", step_delay_s);
   }
 };

@@ -249,7 +249,7 @@ void validate(const Config& c, const TomlContext& ctx, int world_size) {
   }
   ck.require(c.run.stop_timeout_s >= 0, "run.stop_timeout_s", "must be >= 0 (0 = no bound)");
 
-  ck.range(g.stop_save_delay_s, 0, 3600, "debug.stop_save_delay_s");
+  ck.range(g.stop_delay_s, 0, 3600, "debug.stop_delay_s");
   ck.range(g.step_delay_s, 0, 3600, "debug.step_delay_s");
 
   const CheckpointConfig& k = c.checkpoint;

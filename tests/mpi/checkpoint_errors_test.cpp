@@ -135,10 +135,15 @@ TEST_F(CheckpointErrors, OtherModelShape) {
 }
 
 TEST_F(CheckpointErrors, OtherParameterization) {
-  // Same shapes, another base learning rate: the table's lr entries differ.
+  // Same shapes, another forward multiplier of the output layer (m_N^-1 at twice the base
+  // width): the weights belong to the old one. (A learning rate may differ: whether a resume may
+  // change it is the run's rule, src/run/config_changes.h.)
   std::string dir = damaged("param", [](const std::string&) {});
-  cfg_.optim.lr *= 2;
-  expect_error({dir, dir + "/manifest.toml", "parameterization table embed.lr"});
+  config::Exponents e;
+  e.N = -1.0;
+  cfg_.parameterization.overrides["unembed"].multiplier = e;
+  cfg_.parameterization.base.width = cfg_.model.width / 2;
+  expect_error({dir, dir + "/manifest.toml", "parameterization table unembed.multiplier"});
 }
 
 }  // namespace

@@ -105,12 +105,12 @@ TEST(StopSignal, EachSignalStopsWithACheckpointAndResumeContinuesBitForBit) {
   fs::remove_all(dir);
 }
 
-// A run with a checkpoint every 10 steps, signalled once 15 steps are logged, whose stop's save
-// would take a minute (debug.stop_save_delay_s).
+// A run with a checkpoint every 10 steps, signalled once 15 steps are logged, whose stop would
+// take a minute (debug.stop_delay_s).
 Proc slow_stop(const std::string& run_dir, const std::vector<std::string>& more) {
   Proc p = spawn(moe_cmd(0, train_base(run_dir, with({"--set", "train.steps=400", "--set", "train.log_every=1",
                                                       "--set", "checkpoint.every=10", "--set",
-                                                      "debug.stop_save_delay_s=60"},
+                                                      "debug.stop_delay_s=60"},
                                                      more))),
                  run_dir);
   EXPECT_TRUE(wait_steps(p, run_dir, 15)) << slurp(p.err_path);

@@ -167,7 +167,7 @@ TOML
     { cat "$work/sweep.txt"; fail "moe sweep --run slurm --wait"; }
   grep -q "runs: 4 (4 finished, 0 failed, 0 pending" "$work/sweep/summary.txt" || fail "sweep: $(cat "$work/sweep/summary.txt")"
   [ "$(grep -c ',finished,3,3,' "$work/sweep/report.csv")" -eq 4 ] || fail "report.csv: $(cat "$work/sweep/report.csv")"
-  spread=$(cat "$work"/sweep/slurm/*.out | sed -n 's/^task [0-9]* on \(node[0-9]*\):.*/\1/p' | sort -u | tr '\n' ' ')
+  spread=$(cat "$work"/sweep/slurm/*.out | sed -n 's/^task [0-9]* on \(node[0-9]*\)[ :].*/\1/p' | sort -u | tr '\n' ' ')
   echo "sweep: 4 runs finished, array tasks ran on: $spread"
   [ "$(wc -w <<<"$spread")" -ge 2 ] || fail "the array tasks did not spread over the nodes: $spread"
 fi

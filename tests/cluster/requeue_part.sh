@@ -23,7 +23,14 @@ nudge() {
     sleep 2
   done
 }
-gone() { [ -z "$(squeue -h -j "$1" -o %i 2>/dev/null)" ]; }
+# A job (every task of an array) in a final state, or purged (MinJobAge). A requeued job passes
+# through COMPLETING and REQUEUED on its way back to PENDING: none of them is final.
+ended_once() {
+  local states
+  states=$(scontrol -o show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | sort -u)
+  [ -z "$states" ] || ! grep -qvE '=(COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE)$' <<<"$states"
+}
+gone() { ended_once "$1" && sleep 1 && ended_once "$1"; }
 rargs="--set parallel.ep=2 --set train.steps=100 --set train.batch=8 --set train.log_every=1"
 sb=(--nodes=2 --ntasks-per-node=1 --gpus-per-node=0 --cpus-per-task=1)
 

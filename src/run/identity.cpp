@@ -20,21 +20,6 @@
 namespace moe::run {
 namespace {
 
-std::string hostname() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown-host";
-  return buf;
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::string random_hex(size_t bytes) {
   unsigned char raw[32] = {};
   int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
@@ -63,6 +48,21 @@ std::string random_hex(size_t bytes) {
 }
 
 }  // namespace
+
+std::string hostname() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown-host";
+  return buf;
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
 
 std::string identity_file(const std::string& run_dir) { return run_dir + "/identity.toml"; }
 

@@ -16,17 +16,13 @@
 #include <sstream>
 
 #include "src/core/error.h"
+#include "src/run/identity.h"
 
 namespace fs = std::filesystem;
 
 namespace moe::run {
 namespace {
 
-std::string hostname() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown-host";
-  return buf;
-}
 
 std::string slurm_job() {
   const char* j = std::getenv("SLURM_JOB_ID");

@@ -15,22 +15,7 @@ moe=$(realpath "$1")
 src=$(realpath "$2")
 
 source "$src/tests/slurm/local_cluster.sh" moe-srun-test
-finish() {
-  rc=$?
-  [ "$rc" -eq 0 ] || { echo "--- FAILED (exit $rc)"; tail -n 20 "$work"/*.err 2>/dev/null || true; }
-  # Leftover ranks (a failed case): only processes of this test's binary and run directories.
-  for p in $(pgrep -f "$work/run" || true); do kill -9 "$p" 2>/dev/null || true; done
-  bash "$cluster" stop || true
-  rm -rf "$work"
-  exit "$rc"
-}
-trap finish EXIT
-trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*"; exit 1; }
-
-bash "$cluster" start
-eval "$(bash "$cluster" env)"
-source "$src/scripts/env.sh"
+start_local_cluster_for_ranks
 
 # The pids of this case's ranks (by run directory on the command line), and rank 2's.
 ranks_of() { pgrep -f -- "run.dir=$1( |$)" || true; }

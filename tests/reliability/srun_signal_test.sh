@@ -16,21 +16,7 @@ moe=$(realpath "$1")
 src=$(realpath "$2")
 
 source "$src/tests/slurm/local_cluster.sh" moe-srun-signal
-finish() {
-  rc=$?
-  [ "$rc" -eq 0 ] || { echo "--- FAILED (exit $rc)"; tail -n 20 "$work"/*.err 2>/dev/null || true; }
-  for p in $(pgrep -f "$work/run" || true); do kill -9 "$p" 2>/dev/null || true; done
-  bash "$cluster" stop || true
-  rm -rf "$work"
-  exit "$rc"
-}
-trap finish EXIT
-trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*"; exit 1; }
-
-bash "$cluster" start
-eval "$(bash "$cluster" env)"
-source "$src/scripts/env.sh"
+start_local_cluster_for_ranks
 now() { date +%s.%N; }
 steps_of() { cat "$1/metrics.jsonl" 2>/dev/null | grep -c '^{"step"' || true; }
 losses() { sed -n 's/^{"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2/p' "$1/metrics.jsonl"; }

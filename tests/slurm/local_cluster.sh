@@ -21,3 +21,23 @@ for _ in $(seq 1 50); do
 done
 export SLURM_LOCAL_PORT=$port
 cluster=$src/slurm/slurm-local.sh
+
+# For tests whose ranks run with a run directory under $work/run*: on any exit, kill what is
+# left of them, stop the cluster and remove $work; then start the cluster and take its
+# environment and Open MPI's (scripts/env.sh).
+start_local_cluster_for_ranks() {
+  finish() {
+    rc=$?
+    [ "$rc" -eq 0 ] || { echo "--- FAILED (exit $rc)"; tail -n 20 "$work"/*.err 2>/dev/null || true; }
+    for p in $(pgrep -f "$work/run" || true); do kill -9 "$p" 2>/dev/null || true; done
+    bash "$cluster" stop || true
+    rm -rf "$work"
+    exit "$rc"
+  }
+  trap finish EXIT
+  trap 'exit 130' INT TERM
+  bash "$cluster" start
+  eval "$(bash "$cluster" env)"
+  source "$src/scripts/env.sh"
+}
+fail() { echo "FAIL: $*"; exit 1; }

@@ -27,7 +27,6 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-fail() { echo "FAIL: $*"; exit 1; }
 check() { "$@" || fail "$*"; }
 
 t0=$SECONDS

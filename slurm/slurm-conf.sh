@@ -48,6 +48,10 @@ KillWait=5
 # MinJobAge=300 it backs off to 8 s and 32 s. 22.05 rejects values below 2.
 # Finished jobs stay visible to squeue/scontrol for about MinJobAge seconds.
 MinJobAge=5
+# Job ids start here (SLURM_FIRST_JOB_ID, default 1). Several clusters on one machine need
+# disjoint ids: Slurm's PMIx plugin names its per-step folder /tmp/spmix_appdir_<uid>_<job>.<step>,
+# and two clusters' job 3 would share it (srun: "task 0 launch failed").
+FirstJobId=${SLURM_FIRST_JOB_ID:-1}
 MailProg=/bin/true
 SlurmctldTimeout=30
 SlurmdTimeout=$slurmd_timeout

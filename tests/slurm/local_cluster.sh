@@ -20,6 +20,8 @@ for _ in $(seq 1 50); do
   if port_free "$port" && port_free "$((port + 1))"; then break; fi
 done
 export SLURM_LOCAL_PORT=$port
+# Job ids of their own (slurm/slurm-conf.sh): Slurm tests may run side by side.
+export SLURM_FIRST_JOB_ID=$((port * 1000))
 cluster=$src/slurm/slurm-local.sh
 
 # For tests whose ranks run with a run directory under $work/run*: on any exit, kill what is

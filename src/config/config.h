@@ -63,7 +63,10 @@ struct MoeConfig {
   // An MoE layer in every stride-th block: block l (from 0) is MoE when l % stride == stride - 1
   // (the paper's code); the others have a dense GELU MLP of width model.mlp_width.
   int64_t stride = 1;
-  std::string activation = "gelu";  // gelu | swiglu
+  // gelu: the exact (erf) GELU, PyTorch's nn.GELU() and the MSSP paper's; gelu_tanh: the tanh
+  // form ("gelu" before 2026-12); swiglu: SwiGLU experts. The dense MLPs take the same GELU
+  // (the tanh form with swiglu, as before): models/dense_mlp.h gelu_form.
+  std::string activation = "gelu";  // gelu | gelu_tanh | swiglu
   // The preset decides these unless they are set here (then the table marks them overridden).
   std::optional<std::string> gate;         // softmax | sigmoid
   std::optional<bool> renormalize;         // w_i = g_i / sum_topK g
@@ -105,6 +108,9 @@ struct MoeConfig {
 
 // Whether block l has an MoE layer (else a dense MLP): moe.stride's rule.
 inline bool is_moe_block(const MoeConfig& e, int64_t l) { return l % e.stride == e.stride - 1; }
+// Whether the GELU of the experts and dense MLPs is the exact (erf) one: moe.activation =
+// "gelu". With "gelu_tanh", and in the dense MLPs beside "swiglu" experts, it is the tanh form.
+inline bool exact_gelu(const MoeConfig& e) { return e.activation == "gelu"; }
 // The block of the k-th MoE layer (k from 0).
 inline int64_t moe_block(const MoeConfig& e, int64_t k) { return (k + 1) * e.stride - 1; }
 // The number of MoE layers among L blocks.

@@ -98,7 +98,7 @@ void validate(const Config& c, const TomlContext& ctx, int world_size) {
              "must be in [1, model.depth = " + std::to_string(m.depth) + "] (one MoE layer every stride blocks), got " +
                  std::to_string(e.stride),
              {"model.depth"});
-  ck.one_of(e.activation, "moe.activation", {"gelu", "swiglu"});
+  ck.one_of(e.activation, "moe.activation", {"gelu", "gelu_tanh", "swiglu"});
   if (e.gate) ck.one_of(*e.gate, "moe.gate", {"softmax", "sigmoid"});
   if (e.aggregation) ck.one_of(*e.aggregation, "moe.aggregation", {"sum", "mean"});
   if (e.gate_alpha) ck.range(*e.gate_alpha, 0, 4, "moe.gate_alpha");

@@ -258,9 +258,9 @@ struct TrainConfig {
   // batch / (ranks * micro_batch) micro-steps. 0 = the whole local batch at once.
   int64_t micro_batch = 0;
   // Held-out validation (data.val_fraction / data.val_path; the synthetic language has its own
-  // stream): every eval_every steps and at the last step, the mean cross-entropy over the first
-  // eval_batches global batches of the held-out split. eval_every = 0: the last step only;
-  // eval_batches = 0: no validation.
+  // stream): every eval_every steps and at the last step, the mean cross-entropy over
+  // eval_batches x batch held-out windows spread evenly over the split (src/data/held_out.h).
+  // eval_every = 0: the last step only; eval_batches = 0: no validation.
   int64_t eval_every = 0;
   int64_t eval_batches = 8;
   template <class V> void visit(V& v) {
@@ -278,8 +278,14 @@ struct TrainConfig {
 };
 
 struct DataConfig {
-  std::string kind = "synthetic";  // synthetic | llmc | text
-  std::string path = "";           // file or glob for llmc / text
+  std::string kind = "synthetic";  // synthetic | llmc | text | bin
+  std::string path = "";           // file or glob for llmc / text / bin
+  // A folder that a relative path or val_path is read from ("" = the working directory): the
+  // paper's configs name their data folder once and read train.bin and val.bin from it.
+  std::string dir = "";
+  // bin: flat little-endian tokens, no header (nanoGPT's and the MSSP paper's train.bin and
+  // val.bin): 2 bytes each (uint16, as its prepare.py writes), or 4 for vocabularies > 65,536.
+  int64_t token_bytes = 2;
   int64_t seed = 1;                // the synthetic language and the order of windows
   // Synthetic language: a sparse Markov chain over the vocabulary plus copies at a fixed lag.
   int64_t branching = 8;      // successors per token
@@ -296,6 +302,8 @@ struct DataConfig {
     v("path", path);
     v("val_fraction", val_fraction);
     v("val_path", val_path);
+    v("dir", dir);
+    v("token_bytes", token_bytes);
     v("seed", seed);
     v("branching", branching);
     v("zipf", zipf);
@@ -303,6 +311,12 @@ struct DataConfig {
     v("copy_lag", copy_lag);
   }
 };
+
+// A data file name or glob as it is opened: relative names are taken inside data.dir when set.
+inline std::string data_file(const DataConfig& d, const std::string& name) {
+  if (name.empty() || d.dir.empty() || name[0] == '/') return name;
+  return d.dir.back() == '/' ? d.dir + name : d.dir + "/" + name;
+}
 
 struct ParallelConfig {
   // Expert-parallel size; world = ep x data-parallel. `ep = "auto"` in TOML sets ep_auto and

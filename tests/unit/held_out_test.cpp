@@ -41,15 +41,6 @@ std::string flat_file(const Scratch& dir, const std::string& name, int64_t n, in
   return dir.file(name);
 }
 
-config::DataConfig bin(const std::string& path, const std::string& val_path = "", int token_bytes = 2) {
-  config::DataConfig d;
-  d.kind = "bin";
-  d.path = path;
-  d.val_path = val_path;
-  d.token_bytes = token_bytes;
-  return d;
-}
-
 std::vector<int32_t> window(const data::TokenSource& s, int64_t seq, int64_t T) {
   std::vector<int32_t> out(T + 1);
   s.sequence(seq, T, out.data());
@@ -113,7 +104,7 @@ TEST(HeldOut, BadFlatFilesNameTheFileAndOffset) {
 TEST(HeldOut, EvalWindowsSpanTheWholeSplit) {
   Scratch dir;
   const int64_t T = 10, W = 1000;  // val.bin: 1000 windows, window w starts at token 10 w
-  config::DataConfig d = bin(flat_file(dir, "train.bin", 300 * T + 1, 2), flat_file(dir, "val.bin", W * T + 1, 2));
+  config::DataConfig d = file_data("bin", flat_file(dir, "train.bin", 300 * T + 1, 2), flat_file(dir, "val.bin", W * T + 1, 2));
   for (int64_t batches : {1, 4, 16}) {
     const int64_t B = 8, n = batches * B;
     std::set<int64_t> starts;
@@ -167,7 +158,7 @@ TEST(HeldOut, SpreadWindowIsExactForHugeSplits) {
 TEST(HeldOut, AskingForMoreThanTheSplitHoldsNamesTheKey) {
   Scratch dir;
   const int64_t T = 10;
-  config::DataConfig d = bin(flat_file(dir, "train.bin", 300 * T + 1, 2), flat_file(dir, "val.bin", 100 * T + 1, 2));
+  config::DataConfig d = file_data("bin", flat_file(dir, "train.bin", 300 * T + 1, 2), flat_file(dir, "val.bin", 100 * T + 1, 2));
   EXPECT_NO_THROW(data::make_eval_source(d, 65536, T, 12, 8, "train.eval_batches"));  // 96 of 100
   std::string msg = error_of([&] { data::make_eval_source(d, 65536, T, 13, 8, "train.eval_batches"); });
   EXPECT_TRUE(Contains(msg, "train.eval_batches = 13 x train.batch = 8 held-out sequences")) << msg;
@@ -192,12 +183,12 @@ TEST(HeldOut, HeldOutFilesMustNotBeTrainingFiles) {
     config::DataConfig d;
     std::string named;
   };
-  config::DataConfig in_dir = bin("a.bin", "./a.bin");
+  config::DataConfig in_dir = file_data("bin", "a.bin", "./a.bin");
   in_dir.dir = dir.path;
-  const std::vector<Case> bad = {{bin(a, a), a},
-                                 {bin(dir.file("*.bin"), b), b},
-                                 {bin(a, dir.file("link.bin")), dir.file("link.bin") + " (as " + a + ")"},
-                                 {bin(a, dir.file("hard.bin")), dir.file("hard.bin")},
+  const std::vector<Case> bad = {{file_data("bin", a, a), a},
+                                 {file_data("bin", dir.file("*.bin"), b), b},
+                                 {file_data("bin", a, dir.file("link.bin")), dir.file("link.bin") + " (as " + a + ")"},
+                                 {file_data("bin", a, dir.file("hard.bin")), dir.file("hard.bin")},
                                  {in_dir, dir.path + "/./a.bin (as " + dir.path + "/a.bin)"}};
   for (const Case& c : bad) {
     for (const char* split : {"train", "val"}) {
@@ -209,8 +200,8 @@ TEST(HeldOut, HeldOutFilesMustNotBeTrainingFiles) {
   }
   // Other files are fine, and so is a training path that does not exist here (a checkpoint
   // evaluated on another machine): only the held-out files are opened then.
-  EXPECT_NO_THROW(data::make_source(bin(a, b), 65536, 10, "val"));
-  EXPECT_NO_THROW(data::make_source(bin(dir.file("gone/*.bin"), b), 65536, 10, "val"));
+  EXPECT_NO_THROW(data::make_source(file_data("bin", a, b), 65536, 10, "val"));
+  EXPECT_NO_THROW(data::make_source(file_data("bin", dir.file("gone/*.bin"), b), 65536, 10, "val"));
 }
 
 }  // namespace

@@ -41,19 +41,19 @@ std::string shape_line(const ParamTable& t) {
 }
 
 std::vector<std::pair<std::string, std::string>> layer_rows(const ParamTable& t,
-                                                            std::string (*num)(double) = num) {
+                                                            std::string (*fmt)(double) = num) {
   const LayerRules& L = t.layer;
-  return {{"depth_alpha", num(L.depth_alpha)},
-          {"residual_mult", num(L.residual_mult)},
-          {"c_agg", num(L.c_agg)},
-          {"gate_alpha", num(L.gate_alpha)},
+  return {{"depth_alpha", fmt(L.depth_alpha)},
+          {"residual_mult", fmt(L.residual_mult)},
+          {"c_agg", fmt(L.c_agg)},
+          {"gate_alpha", fmt(L.gate_alpha)},
           {"base_top_k", std::to_string(L.base_top_k)},
           {"gate", gate_name(L.gate)},
           {"renormalize", L.renormalize ? "true" : "false"},
           {"expert_bias", L.expert_bias ? "true" : "false"},
           {"aux_probs", L.aux_selected ? "selected" : "all"},
-          {"attn_scale", num(L.attn_scale)},
-          {"output_mult", num(L.output_mult)}};
+          {"attn_scale", fmt(L.attn_scale)},
+          {"output_mult", fmt(L.output_mult)}};
 }
 
 }  // namespace

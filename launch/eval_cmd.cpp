@@ -120,7 +120,7 @@ void add_eval(CLI::App& app, std::vector<Command>& cmds) {
   sub->add_option("--set", args->sets,
                   "override a key of the checkpoint's config: --set data.path=val.bin");
   sub->add_option("--batches", args->batches,
-                  "global batches of train.batch sequences (default 10)");
+                  "global batches of train.batch held-out windows, spread evenly over the split (default 10)");
   sub->add_option("--out", args->out, "write the result as JSON");
   cmds.push_back({sub, [args] { return run_eval(*args); }});
 }

@@ -30,9 +30,9 @@ class SpreadWindows final : public TokenSource {
 }  // namespace
 
 int64_t spread_window(int64_t i, int64_t count, int64_t W) {
-  // 128-bit product: i * W overflows int64 for splits of more than ~3e9 windows.
+  // In 128 bits: (2 i + 1) W overflows int64 for splits of more than ~2e9 windows.
   using U = unsigned __int128;
-  return int64_t((U(2 * i + 1) * U(W)) / (U(2) * U(count)));
+  return int64_t(((U(i) * 2 + 1) * U(W)) / (U(count) * 2));
 }
 
 std::unique_ptr<TokenSource> make_eval_source(const config::DataConfig& d, int64_t vocab,

@@ -3,8 +3,10 @@
 // data.path, train.batch, routing-only keys such as moe.capacity_factor). What was evaluated is
 // named as a split: "val" for held-out data (the synthetic language's disjoint stream, the
 // windows of data.val_fraction, the files of data.val_path), "train" for the very files the
-// checkpoint was trained on when they have no held-out split, "given" for other files. Windows are never evaluated twice: too few of them is an error. Runs at any
-// world size: the EP size is the manifest's when it divides the world, else gcd(world, M).
+// checkpoint was trained on when they have no held-out split, "given" for other files. The
+// --batches x train.batch windows are spread evenly over the split (src/data/held_out.h), as
+// in training; asking for more than it holds is an error. Runs at any world size: the EP size
+// is the manifest's when it divides the world, else gcd(world, M).
 #include <cstdio>
 #include <numeric>
 
@@ -12,6 +14,7 @@
 #include "comm/parallel_context.h"
 #include "launch/commands.h"
 #include "src/ckpt/checkpoint.h"
+#include "src/data/held_out.h"
 #include "src/metrics/json.h"
 #include "src/train/trainer.h"
 
@@ -60,7 +63,8 @@ int run_eval(const EvalArgs& a) {
   comm::run_agreed(w, [&] {
     trainer =
         std::make_unique<train::Trainer>(cfg, ctx, train::TrainerOptions{false, false, false});
-    src = data::make_source(cfg.data, cfg.model.vocab, cfg.model.seq_len, "val");
+    src = data::make_eval_source(cfg.data, cfg.model.vocab, cfg.model.seq_len, a.batches, cfg.train.batch,
+                                 "--batches");
   });
   // The training config's data, from the manifest, to tell held-out data from training data.
   std::string split = "val";
@@ -69,16 +73,11 @@ int run_eval(const EvalArgs& a) {
     if (!data::has_held_out(cfg.data)) {
       const config::Config trained =
           config::parse_config(trained_config, dir + "/manifest.toml", {}, 0);
-      split = trained.data.kind == cfg.data.kind && trained.data.path == cfg.data.path ? "train" : "given";
+      split = trained.data.kind == cfg.data.kind &&
+                      config::data_file(trained.data, trained.data.path) == config::data_file(cfg.data, cfg.data.path)
+                  ? "train"
+                  : "given";
     }
-    const int64_t windows = src->windows().value_or(0), need = a.batches * cfg.train.batch;
-    if (windows < need)
-      throw InputError("--batches " + std::to_string(a.batches) + " x train.batch " + std::to_string(cfg.train.batch) +
-                           " = " + std::to_string(need) + " sequences, but " + src->describe() +
-                           ": windows would be evaluated twice; use --batches <= " +
-                           std::to_string(windows / cfg.train.batch) +
-                           (windows < cfg.train.batch ? " (with --set train.batch <= " + std::to_string(windows) + ")" : ""),
-                       true);
   });
   int64_t step = 0;
   comm::run_agreed(w,
@@ -112,7 +111,7 @@ void add_eval(CLI::App& app, std::vector<Command>& cmds) {
   sub->add_option("--set", args->sets,
                   "override a key of the checkpoint's config: --set data.path=val.bin");
   sub->add_option("--batches", args->batches,
-                  "global batches of train.batch sequences (default 10)");
+                  "global batches of train.batch held-out windows, spread evenly over the split (default 10)");
   sub->add_option("--out", args->out,
                   "write the result as JSON to this file (a regular file or a new name)");
   cmds.push_back({sub, [args] { return run_eval(*args); }});

@@ -13,7 +13,7 @@ void DenseMlp::forward(ops::Backend& be, const Tensor& x, Tensor& y) {
   h_ = reuse(h_, {n, F}, dt, dev);
   a_ = reuse(a_, {n, F}, dt, dev);
   linear_forward(be, x_, up_->compute, h_, up_mult_);
-  be.gelu_forward(h_, a_);
+  be.gelu_forward(h_, a_, gelu_);
   linear_forward(be, a_, down_->compute, y, down_mult_);
 }
 
@@ -25,7 +25,7 @@ void DenseMlp::backward(ops::Backend& be, const Tensor& dy, Tensor& dx) {
   dh_ = reuse(dh_, {n, F}, dt, dev);
   const Tensor dya = as_dtype(be, dy, dt, dya_);
   linear_backward(be, a_, down_->compute, dya, &da_, down_->grad, down_mult_, false);
-  be.gelu_backward(h_, da_, dh_);
+  be.gelu_backward(h_, da_, dh_, gelu_);
   linear_backward(be, x_, up_->compute, dh_, &dx, up_->grad, up_mult_, false);
 }
 

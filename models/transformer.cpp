@@ -111,11 +111,13 @@ Transformer::Transformer(const config::Config& cfg, const optim::ParamTable& tab
       subs_[i].attn = std::make_unique<Attention>(p.qkv, p.out, mult(Group::AttnQKV),
                                                   mult(Group::AttnOut), as);
     } else if (p.up) {
-      subs_[i].mlp = std::make_unique<DenseMlp>(p.up, p.down, mult(Group::MlpUp), mult(Group::MlpDown));
+      subs_[i].mlp = std::make_unique<DenseMlp>(p.up, p.down, mult(Group::MlpUp), mult(Group::MlpDown),
+                                                 gelu_form(cfg.moe));
     } else {
       p.ex.up_mult = mult(Group::ExpertUp);
       p.ex.gate_mult = mult(Group::ExpertGate);
       p.ex.down_mult = mult(Group::ExpertDown);
+      p.ex.gelu = gelu_form(cfg.moe);
       auto router = std::make_unique<Router>(p.router, router_options(table_, mo.top_k),
                                              mult(Group::Router));
       subs_[i].moe = std::make_unique<MoeLayer>(ctx, mo, std::move(router), p.ex,

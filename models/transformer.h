@@ -59,6 +59,7 @@ class Transformer {
 
   optim::ParamStore& params() { return params_; }
   const optim::ParamTable& table() const { return table_; }
+  const config::Config& config() const { return cfg_; }
   std::vector<MoeLayer*> moe_layers();
   void set_probe(Probe* p) { probe_ = p; }
   int64_t local_batch() const { return B_; }

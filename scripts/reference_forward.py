@@ -4,6 +4,7 @@ RoPE, QK-norm, dense MLP blocks between MoE blocks): loads a `moe export` safete
 and an llm.c token file, and prints the mean cross-entropy over every window of T + 1 tokens
 (compare with `moe eval`; see docs/model.md). Needs Python >= 3.11 and NumPy."""
 import json
+import math
 import struct
 import sys
 import tomllib
@@ -42,7 +43,14 @@ def logsumexp(x):
     return (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))[..., 0]
 
 
-def gelu(x):
+erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def gelu(x, activation):
+    """moe.activation "gelu": the exact x Phi(x); otherwise ("gelu_tanh", and the dense MLPs
+    beside "swiglu" experts) the tanh form."""
+    if activation == "gelu":
+        return 0.5 * x * (1 + erf(x / np.sqrt(2)))
     return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
 
 
@@ -74,7 +82,7 @@ def attention(x, W, c, B, T, H, opt):
 
 def mlp(x, W, c):
     mult = c["multiplier"]
-    return mult["mlp_down"] * gelu(mult["mlp_up"] * x @ W["up"].T) @ W["down"].T
+    return mult["mlp_down"] * gelu(mult["mlp_up"] * x @ W["up"].T, c["activation"]) @ W["down"].T
 
 
 def moe(x, W, c, M, K, n_global):
@@ -109,7 +117,7 @@ def moe(x, W, c, M, K, n_global):
             gt = mult["expert_gate"] * xe @ W["expert_gate"][e].T
             a = gt / (1 + np.exp(-gt)) * up
         else:
-            a = gelu(up)
+            a = gelu(up, c["activation"])
         y = mult["expert_down"] * a @ W["expert_down"][e].T
         np.add.at(out, rows, c["c_agg"] * w[rows, ks][:, None] * y)
     return out

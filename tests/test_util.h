@@ -101,6 +101,20 @@ inline config::Config small_moe_config() {
   return c;
 }
 
+// The [data] of a data-source test: files of `kind` ("llmc", "bin", "text"), held out by
+// val_path or val_fraction.
+inline config::DataConfig file_data(const std::string& kind, const std::string& path,
+                                    const std::string& val_path = "", double val_fraction = 0,
+                                    int64_t seed = 1) {
+  config::DataConfig d;
+  d.kind = kind;
+  d.path = path;
+  d.val_path = val_path;
+  d.val_fraction = val_fraction;
+  d.seed = seed;
+  return d;
+}
+
 // A tiny config for fast model tests.
 inline config::Config tiny_config() {
   config::Config c;

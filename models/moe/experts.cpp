@@ -19,7 +19,7 @@ void Experts::forward(ops::Backend& be, const Tensor& x, const std::vector<ops::
     be.grouped_gemm_nt(x, p_.gate->compute, segs, g_, p_.gate_mult);
     be.swiglu_forward(g_, h_, a_);
   } else {
-    be.gelu_forward(h_, a_);
+    be.gelu_forward(h_, a_, p_.gelu);
   }
   be.grouped_gemm_nt(a_, p_.down->compute, segs, y, p_.down_mult);
 }
@@ -34,7 +34,7 @@ void Experts::apply_one(ops::Backend& be, const Tensor& x, int e, Tensor& y) {
     be.grouped_gemm_nt(x, p_.gate->compute, seg, g, p_.gate_mult);
     be.swiglu_forward(g, h, a);
   } else {
-    be.gelu_forward(h, a);
+    be.gelu_forward(h, a, p_.gelu);
   }
   be.grouped_gemm_nt(a, p_.down->compute, seg, y, p_.down_mult);
 }
@@ -55,7 +55,7 @@ void Experts::backward(ops::Backend& be, const std::vector<ops::Segment>& segs, 
     be.grouped_gemm_tn(dg_, x_, segs, p_.gate->grad, p_.gate_mult);
     be.grouped_gemm_nn(dh_, p_.up->compute, segs, dx, p_.up_mult, 1.0);
   } else {
-    be.gelu_backward(h_, da_, dh_);
+    be.gelu_backward(h_, da_, dh_, p_.gelu);
     be.grouped_gemm_nn(dh_, p_.up->compute, segs, dx, p_.up_mult, 0.0);
   }
   be.grouped_gemm_tn(dh_, x_, segs, p_.up->grad, p_.up_mult);

@@ -1,5 +1,5 @@
 // The local experts as one grouped computation over the received rows:
-// y = m_down * W_down phi(m_up * W_up x), phi = GELU, or SwiGLU with W_gate.
+// y = m_down * W_down phi(m_up * W_up x), phi = GELU (erf or tanh form), or SwiGLU with W_gate.
 // Weights are stacked (M_local, out, in); the segments say which rows use which expert. The rows
 // and the GEMMs are in the weights' compute dtype (bf16 under mixed precision); the weight
 // gradients are written in the master dtype (f32) straight from the GEMMs' fp32 accumulators.
@@ -16,6 +16,7 @@ struct ExpertParams {
   optim::Param* gate = nullptr;  // (M_local, N_e, N), SwiGLU only
   optim::Param* down = nullptr;  // (M_local, N, N_e)
   double up_mult = 1, gate_mult = 1, down_mult = 1;
+  ops::Gelu gelu = ops::Gelu::Erf;  // without gate
 };
 
 class Experts {

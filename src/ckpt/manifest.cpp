@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "src/ckpt/checksum.h"
+#include "src/ckpt/manifest_legacy.h"
 #include "src/metrics/json.h"
 
 namespace moe::ckpt {
@@ -105,6 +106,7 @@ ForwardConstants forward_constants(const config::Config& cfg, const optim::Param
   ForwardConstants f;
   f.attention = cfg.model.attention;
   f.activation = cfg.moe.activation;
+  f.gelu = config::exact_gelu(cfg.moe) ? "erf" : "tanh";
   f.gate = t.layer.gate == ops::Gate::Sigmoid ? "sigmoid" : "softmax";
   f.renormalize = t.layer.renormalize;
   f.expert_bias = t.layer.expert_bias;
@@ -123,7 +125,8 @@ ForwardConstants forward_constants(const config::Config& cfg, const optim::Param
 
 std::string forward_constants_json(const ForwardConstants& f) {
   metrics::Json j;
-  j.begin_object().kv("attention", f.attention).kv("activation", f.activation).kv("gate", f.gate);
+  j.begin_object().kv("attention", f.attention).kv("activation", f.activation).kv("gelu", f.gelu);
+  j.kv("gate", f.gate);
   j.kv("renormalize", f.renormalize)
       .kv("expert_bias", f.expert_bias)
       .kv("residual_mult", f.residual_mult);
@@ -165,6 +168,7 @@ std::string manifest_to_toml(const Manifest& m) {
   for (const auto& [g, v] : f.multiplier) mult.insert_or_assign(g, v);
   rest.insert_or_assign("forward", toml::table{{"attention", f.attention},
                                                {"activation", f.activation},
+                                               {"gelu", f.gelu},
                                                {"gate", f.gate},
                                                {"renormalize", f.renormalize},
                                                {"expert_bias", f.expert_bias},
@@ -243,6 +247,7 @@ Manifest read_manifest(const std::string& path) {
   m.experts = rd.get<int64_t>(root, "experts");
   m.config = rd.get<std::string>(root, "config");
   m.param_table = rd.get<std::string>(root, "param_table");
+  read_legacy(m, root);
   if (m.step < 0 || m.experts < 1) rd.fail("step or experts out of range");
   if (m.segment < 1) rd.fail("segment out of range");
   for (const toml::node& n : *rd.get<const toml::array*>(root, "expert_bias")) {
@@ -346,7 +351,7 @@ void check_same_model(const Manifest& m, const std::string& path, const config::
       if (x != y)
         throw InputError(path + ": " + section + "." + k + " differs: the checkpoint has " + x +
                              ", the config has " + y +
-                             " (a checkpoint loads only into the same model shape)",
+                             " (a checkpoint loads only into the same model shape" + activation_hint(m, k) + ")",
                          true);
     }
   }

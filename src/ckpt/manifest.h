@@ -21,6 +21,9 @@ namespace moe::ckpt {
 struct ForwardConstants {
   bool attention = true;
   std::string activation = "gelu", gate = "softmax";
+  // The GELU form of the experts and dense MLPs: "erf" or "tanh" (config::exact_gelu). Written
+  // since 2026-12; a manifest without it is older, from when "gelu" meant the tanh form.
+  std::string gelu = "erf";
   bool renormalize = true, expert_bias = false;
   double residual_mult = 1, c_agg = 1, attn_scale = 1, norm_eps = 1e-5;
   int64_t top_k = 1;
@@ -55,6 +58,10 @@ struct SavedLayout {
 
 struct Manifest {
   int64_t version = kFormatVersion;
+  // Written before 2026-12 (no forward.gelu): read_manifest has renamed the stored config's
+  // moe.activation "gelu" to "gelu_tanh", the function those weights were trained with, and
+  // the stored param_table has 6 significant digits (check_same_model compares at those).
+  bool before_exact_gelu = false;
   int64_t step = 0;             // optimizer steps done = data cursor
   int64_t optimizer_steps = 0;  // the optimizer's own count (differs when steps were skipped)
   std::string run_id;           // the run that saved it (src/run/identity.h); "" before run ids

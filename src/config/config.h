@@ -70,7 +70,10 @@ struct MoeConfig {
   // An MoE layer in every stride-th block: block l (from 0) is MoE when l % stride == stride - 1
   // (the paper's code); the others have a dense GELU MLP of width model.mlp_width.
   int64_t stride = 1;
-  std::string activation = "gelu";  // gelu | swiglu
+  // gelu: the exact (erf) GELU, PyTorch's nn.GELU() and the MSSP paper's; gelu_tanh: the tanh
+  // form ("gelu" before 2026-12); swiglu: SwiGLU experts. The dense MLPs take the same GELU
+  // (the tanh form with swiglu, as before): models/dense_mlp.h gelu_form.
+  std::string activation = "gelu";  // gelu | gelu_tanh | swiglu
   // The preset decides these unless they are set here (then the table marks them overridden).
   std::optional<std::string> gate;         // softmax | sigmoid
   std::optional<bool> renormalize;         // w_i = g_i / sum_topK g
@@ -112,6 +115,9 @@ struct MoeConfig {
 
 // Whether block l has an MoE layer (else a dense MLP): moe.stride's rule.
 inline bool is_moe_block(const MoeConfig& e, int64_t l) { return l % e.stride == e.stride - 1; }
+// Whether the GELU of the experts and dense MLPs is the exact (erf) one: moe.activation =
+// "gelu". With "gelu_tanh", and in the dense MLPs beside "swiglu" experts, it is the tanh form.
+inline bool exact_gelu(const MoeConfig& e) { return e.activation == "gelu"; }
 // The block of the k-th MoE layer (k from 0).
 inline int64_t moe_block(const MoeConfig& e, int64_t k) { return (k + 1) * e.stride - 1; }
 // The number of MoE layers among L blocks.
@@ -259,9 +265,9 @@ struct TrainConfig {
   // batch / (ranks * micro_batch) micro-steps. 0 = the whole local batch at once.
   int64_t micro_batch = 0;
   // Held-out validation (data.val_fraction / data.val_path; the synthetic language has its own
-  // stream): every eval_every steps and at the last step, the mean cross-entropy over the first
-  // eval_batches global batches of the held-out split. eval_every = 0: the last step only;
-  // eval_batches = 0: no validation.
+  // stream): every eval_every steps and at the last step, the mean cross-entropy over
+  // eval_batches x batch held-out windows spread evenly over the split (src/data/held_out.h).
+  // eval_every = 0: the last step only; eval_batches = 0: no validation.
   int64_t eval_every = 0;
   int64_t eval_batches = 8;
   template <class V> void visit(V& v) {
@@ -279,8 +285,14 @@ struct TrainConfig {
 };
 
 struct DataConfig {
-  std::string kind = "synthetic";  // synthetic | llmc | text
-  std::string path = "";           // file or glob for llmc / text
+  std::string kind = "synthetic";  // synthetic | llmc | text | bin
+  std::string path = "";           // file or glob for llmc / text / bin
+  // A folder that a relative path or val_path is read from ("" = the working directory): the
+  // paper's configs name their data folder once and read train.bin and val.bin from it.
+  std::string dir = "";
+  // bin: flat little-endian tokens, no header (nanoGPT's and the MSSP paper's train.bin and
+  // val.bin): 2 bytes each (uint16, as its prepare.py writes), or 4 for vocabularies > 65,536.
+  int64_t token_bytes = 2;
   int64_t seed = 1;                // the synthetic language and the order of windows
   // Synthetic language: a sparse Markov chain over the vocabulary plus copies at a fixed lag.
   int64_t branching = 8;      // successors per token
@@ -297,6 +309,8 @@ struct DataConfig {
     v("path", path);
     v("val_fraction", val_fraction);
     v("val_path", val_path);
+    v("dir", dir);
+    v("token_bytes", token_bytes);
     v("seed", seed);
     v("branching", branching);
     v("zipf", zipf);
@@ -304,6 +318,12 @@ struct DataConfig {
     v("copy_lag", copy_lag);
   }
 };
+
+// A data file name or glob as it is opened: relative names are taken inside data.dir when set.
+inline std::string data_file(const DataConfig& d, const std::string& name) {
+  if (name.empty() || d.dir.empty() || name[0] == '/') return name;
+  return d.dir.back() == '/' ? d.dir + name : d.dir + "/" + name;
+}
 
 struct ParallelConfig {
   // Expert-parallel size; world = ep x data-parallel. `ep = "auto"` in TOML sets ep_auto and

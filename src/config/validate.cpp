@@ -56,7 +56,14 @@ void validate(const Config& c, const TomlContext& ctx, int world_size) {
   Checker ck{ctx};
   const ModelConfig& m = c.model;
   ck.require(m.vocab >= 2, "model.vocab", "must be >= 2, got " + std::to_string(m.vocab));
-  ck.require(m.vocab <= 65536, "model.vocab", "must be <= 65536 (token ids are uint16 in shards)");
+  // Token ids are 2 bytes in llm.c shards and in bin files of data.token_bytes = 2, and an
+  // int32 in a batch (4-byte bin files).
+  const bool wide_tokens = c.data.kind == "bin" && c.data.token_bytes == 4;
+  if (wide_tokens)
+    ck.require(m.vocab <= 2147483647, "model.vocab", "must be <= 2147483647 (token ids are int32)");
+  else
+    ck.require(m.vocab <= 65536, "model.vocab",
+               "must be <= 65536 (token ids are 2 bytes; data.kind = \"bin\" with data.token_bytes = 4 reads larger ones)");
   ck.positive(m.seq_len, "model.seq_len");
   ck.positive(m.width, "model.width");
   ck.positive(m.heads, "model.heads");
@@ -98,7 +105,7 @@ void validate(const Config& c, const TomlContext& ctx, int world_size) {
              "must be in [1, model.depth = " + std::to_string(m.depth) + "] (one MoE layer every stride blocks), got " +
                  std::to_string(e.stride),
              {"model.depth"});
-  ck.one_of(e.activation, "moe.activation", {"gelu", "swiglu"});
+  ck.one_of(e.activation, "moe.activation", {"gelu", "gelu_tanh", "swiglu"});
   if (e.gate) ck.one_of(*e.gate, "moe.gate", {"softmax", "sigmoid"});
   if (e.aggregation) ck.one_of(*e.aggregation, "moe.aggregation", {"sum", "mean"});
   if (e.gate_alpha) ck.range(*e.gate_alpha, 0, 4, "moe.gate_alpha");
@@ -178,7 +185,13 @@ void validate(const Config& c, const TomlContext& ctx, int world_size) {
   ck.require(t.eval_batches >= 0, "train.eval_batches", "must be >= 0 (0 = no validation)");
 
   const DataConfig& d = c.data;
-  ck.one_of(d.kind, "data.kind", {"synthetic", "llmc", "text"});
+  ck.one_of(d.kind, "data.kind", {"synthetic", "llmc", "text", "bin"});
+  ck.require(d.token_bytes == 2 || d.token_bytes == 4, "data.token_bytes",
+             "must be 2 (uint16 tokens, as the paper's prepare.py writes) or 4, got " + std::to_string(d.token_bytes));
+  ck.require(d.kind == "bin" || d.token_bytes == 2, "data.token_bytes",
+             "applies to data.kind = \"bin\" (llm.c shards and text have their own token size)", {"data.kind"});
+  ck.require(d.kind != "synthetic" || d.dir.empty(), "data.dir",
+             "applies to data files; the synthetic language is generated", {"data.kind"});
   if (d.kind != "synthetic")
     ck.require(!d.path.empty(), "data.path", "is required for data.kind = \"" + d.kind + "\"", {"data.kind"});
   if (d.kind == "text")
@@ -192,10 +205,10 @@ void validate(const Config& c, const TomlContext& ctx, int world_size) {
   ck.range(d.val_fraction, 0, 0.5, "data.val_fraction");
   if (d.kind == "synthetic") {
     ck.require(d.val_fraction == 0, "data.val_fraction",
-               "applies to llmc / text data; the synthetic language holds out a stream of its own",
+               "applies to data files; the synthetic language holds out a stream of its own",
                {"data.kind"});
     ck.require(d.val_path.empty(), "data.val_path",
-               "applies to llmc / text data; the synthetic language holds out a stream of its own",
+               "applies to data files; the synthetic language holds out a stream of its own",
                {"data.kind"});
   } else {
     ck.require(d.val_fraction == 0 || d.val_path.empty(), "data.val_fraction",

@@ -57,6 +57,24 @@ MappedFile map_file(const std::string& path) {
   return f;
 }
 
+// The first token >= vocab, named with its position and byte offset in the file. Blocks of
+// tokens are scanned for their maximum first (a loop that vectorizes), so that a clean file of
+// billions of tokens is checked at memory speed.
+void check_vocab(const MappedFile& f, int64_t vocab) {
+  const int64_t block = 1 << 16, header = f.base - static_cast<const uint8_t*>(f.map);
+  for (int64_t b = 0; b < f.tokens; b += block) {
+    const int64_t e = std::min(f.tokens, b + block);
+    int64_t mx = 0;
+    for (int64_t i = b; i < e; ++i) mx = std::max(mx, f.token(i));
+    if (mx < vocab) continue;
+    for (int64_t i = b; i < e; ++i)
+      if (f.token(i) >= vocab)
+        bad(f.path, "token " + std::to_string(f.token(i)) + " at position " + std::to_string(i) +
+                        " (byte offset " + std::to_string(header + i * f.width) +
+                        ") is outside the vocabulary (model.vocab = " + std::to_string(vocab) + ")");
+  }
+}
+
 void check_llmc(MappedFile& f, int64_t vocab) {
   const int64_t header = 256 * 4;
   if (int64_t(f.map_bytes) < header)
@@ -76,23 +94,45 @@ void check_llmc(MappedFile& f, int64_t vocab) {
   f.base += header;
   f.tokens = n;
   f.width = 2;
-  const uint16_t* t = reinterpret_cast<const uint16_t*>(f.base);
-  for (int64_t i = 0; i < n; ++i)
-    if (t[i] >= vocab)
-      bad(f.path, "token " + std::to_string(t[i]) + " at position " + std::to_string(i) +
-                      " is outside the vocabulary (model.vocab = " + std::to_string(vocab) + ")");
+  check_vocab(f, vocab);
+}
+
+// A flat token file: nothing but tokens of `width` bytes, so its size must be a multiple of it.
+void check_bin(MappedFile& f, int64_t vocab, int width) {
+  if (f.map_bytes % size_t(width) != 0)
+    bad(f.path, std::to_string(f.map_bytes) + " bytes is not a whole number of " + std::to_string(width) +
+                    "-byte tokens (data.token_bytes = " + std::to_string(width) + ")");
+  f.tokens = int64_t(f.map_bytes) / width;
+  f.width = width;
+  check_vocab(f, vocab);
+}
+
+// The (device, inode) of every regular file a pattern names; none when it names nothing (the
+// training files of a checkpoint evaluated on another machine may be absent).
+std::vector<std::pair<std::string, std::pair<dev_t, ino_t>>> file_ids(const std::string& pattern) {
+  glob_t g{};
+  std::vector<std::pair<std::string, std::pair<dev_t, ino_t>>> out;
+  if (glob(pattern.c_str(), 0, nullptr, &g) == 0)
+    for (size_t i = 0; i < g.gl_pathc; ++i) {
+      struct stat st {};
+      if (stat(g.gl_pathv[i], &st) == 0) out.push_back({g.gl_pathv[i], {st.st_dev, st.st_ino}});
+    }
+  globfree(&g);
+  return out;
 }
 
 }  // namespace
 
 FileTokens::FileTokens(const std::string& kind, const std::string& pattern, int64_t vocab,
-                       int64_t seq_len, uint64_t seed, WindowSplit split)
+                       int64_t seq_len, uint64_t seed, WindowSplit split, int token_bytes)
     : kind_(kind), T_(seq_len), ordered_(split.held_out), seed_(seed) {
   for (const std::string& path : expand(pattern)) {
     files_.push_back(map_file(path));
     MappedFile& f = files_.back();
     if (kind == "llmc") {
       check_llmc(f, vocab);
+    } else if (kind == "bin") {
+      check_bin(f, vocab, token_bytes);
     } else {
       f.tokens = int64_t(f.map_bytes);
       f.width = 1;
@@ -153,7 +193,11 @@ int64_t FileTokens::total_tokens() const {
 
 std::string FileTokens::describe() const {
   std::ostringstream os;
-  os << (kind_ == "llmc" ? "llm.c shards" : "text (bytes)") << ": " << files_.size() << " file(s), "
+  const int width = files_.empty() ? 2 : files_[0].width;
+  os << (kind_ == "llmc"  ? "llm.c shards"
+         : kind_ == "bin" ? std::string("token files (uint") + std::to_string(8 * width) + ")"
+                          : std::string("text (bytes)"))
+     << ": " << files_.size() << " file(s), "
      << total_tokens() << " tokens, " << windows_ << " windows of " << T_ + 1;
   if (first_ > 0 || ordered_) os << (ordered_ ? " (held out)" : " (training split)");
   else if (window_start_.back() != windows_) os << " (training split)";
@@ -171,6 +215,18 @@ void write_llmc_shard(const std::string& path, const std::vector<uint16_t>& toke
   f.write(reinterpret_cast<const char*>(tokens.data()), tokens.size() * 2);
 }
 
+void check_held_out_apart(const config::DataConfig& d) {
+  if (d.val_path.empty()) return;
+  const auto train = file_ids(config::data_file(d, d.path));
+  for (const auto& [held, id] : file_ids(config::data_file(d, d.val_path)))
+    for (const auto& [trained, tid] : train)
+      if (id == tid)
+        throw InputError("data.val_path = \"" + d.val_path + "\" and data.path = \"" + d.path + "\" both read " +
+                             held + (trained != held ? " (as " + trained + ")" : "") +
+                             ": held-out data must not be trained on",
+                         true);
+}
+
 std::unique_ptr<TokenSource> make_source(const config::DataConfig& d, int64_t vocab,
                                          int64_t seq_len, const std::string& split) {
   if (d.kind == "synthetic") {
@@ -178,12 +234,14 @@ std::unique_ptr<TokenSource> make_source(const config::DataConfig& d, int64_t vo
     return std::make_unique<SyntheticLanguage>(vocab, d.branching, d.zipf, d.copy_prob,
                                                d.copy_lag, uint64_t(d.seed), offset, seq_len);
   }
+  check_held_out_apart(d);
   const bool val = split != "train";
+  const int width = int(d.token_bytes);
   if (val && !d.val_path.empty())
-    return std::make_unique<FileTokens>(d.kind, d.val_path, vocab, seq_len, uint64_t(d.seed),
-                                        WindowSplit{0, true});
-  return std::make_unique<FileTokens>(d.kind, d.path, vocab, seq_len, uint64_t(d.seed),
-                                      WindowSplit{d.val_fraction, val});
+    return std::make_unique<FileTokens>(d.kind, config::data_file(d, d.val_path), vocab, seq_len,
+                                        uint64_t(d.seed), WindowSplit{0, true}, width);
+  return std::make_unique<FileTokens>(d.kind, config::data_file(d, d.path), vocab, seq_len,
+                                      uint64_t(d.seed), WindowSplit{d.val_fraction, val}, width);
 }
 
 }  // namespace moe::data

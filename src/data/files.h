@@ -1,7 +1,9 @@
 // Token sources backed by files: llm.c shards (.bin: 256 int32 header, magic 20240520,
-// version 1, token count; then uint16 tokens) and raw text read as bytes. Files are memory-mapped
-// and checked completely when opened (every rank opens them, so a bad file stops every rank with
-// the same message). Training windows of T + 1 tokens are visited in a seeded order per epoch.
+// version 1, token count; then uint16 tokens), flat token files without a header (data.kind =
+// "bin": little-endian uint16 or uint32, nanoGPT's and the MSSP paper's train.bin / val.bin) and
+// raw text read as bytes. Files are memory-mapped and checked completely when opened (every rank
+// opens them, so a bad file stops every rank with the same message). Training windows of T + 1
+// tokens are visited in a seeded order per epoch.
 #pragma once
 #include <string>
 #include <vector>
@@ -25,8 +27,9 @@ struct MappedFile {
   size_t map_bytes = 0;
   void* map = nullptr;
   int64_t tokens = 0;
-  int width = 1;  // bytes per token
+  int width = 1;  // bytes per token (little-endian, as every supported host stores them)
   int64_t token(int64_t i) const {
+    if (width == 4) return reinterpret_cast<const uint32_t*>(base)[i];
     return width == 2 ? reinterpret_cast<const uint16_t*>(base)[i] : base[i];
   }
 };
@@ -42,9 +45,10 @@ struct WindowSplit {
 
 class FileTokens final : public TokenSource {
  public:
-  // kind = "llmc" or "text"; pattern: a path or a glob. Throws InputError naming the file.
+  // kind = "llmc", "text" or "bin" (token_bytes 2 or 4); pattern: a path or a glob. Throws
+  // InputError naming the file.
   FileTokens(const std::string& kind, const std::string& pattern, int64_t vocab, int64_t seq_len,
-             uint64_t seed, WindowSplit split = {});
+             uint64_t seed, WindowSplit split = {}, int token_bytes = 2);
   void sequence(int64_t seq, int64_t T, int32_t* out) const override;
   std::string describe() const override;
   std::optional<int64_t> windows() const override { return windows_; }
@@ -62,5 +66,9 @@ class FileTokens final : public TokenSource {
 
 // Writes an llm.c shard (used by tests and tools).
 void write_llmc_shard(const std::string& path, const std::vector<uint16_t>& tokens);
+
+// Refuses (InputError naming data.val_path, data.path and the file) held-out files that are
+// also training files: the same path, or the same file through another name, a glob or a link.
+void check_held_out_apart(const config::DataConfig& d);
 
 }  // namespace moe::data

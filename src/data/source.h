@@ -34,7 +34,8 @@ inline int64_t epoch_at_step(const TokenSource& src, int64_t step, int64_t B) {
 
 // split = "train" or "val": the synthetic language's disjoint held-out stream; for files, the
 // held-out windows of data.val_fraction or the files of data.val_path, read in order (without a
-// held-out split, every window of the training files, in order).
+// held-out split, every window of the training files, in order). Evaluations read a spread of
+// them: src/data/held_out.h. Held-out files that are also training files are refused.
 std::unique_ptr<TokenSource> make_source(const config::DataConfig& data, int64_t vocab,
                                          int64_t seq_len, const std::string& split = "train");
 // Whether the data has a held-out split (the synthetic language always has).

@@ -3,10 +3,23 @@
 #pragma once
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 namespace moe::metrics {
+
+// The shortest %.Ng text (N = 15, 16 or 17) that reads back as the same double: 0.1 stays
+// "0.1", and no digit a reader needs is cut.
+inline std::string round_trip(double v) {
+  char buf[32];
+  for (int digits = 15; digits < 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+    if (std::strtod(buf, nullptr) == v) return buf;
+  }
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
 
 class Json {
  public:
@@ -26,9 +39,7 @@ class Json {
     if (!std::isfinite(v)) {
       out_ += "null";
     } else {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%.9g", v);
-      out_ += buf;
+      out_ += round_trip(v);
     }
     return *this;
   }

@@ -22,6 +22,10 @@
 namespace moe::ops {
 
 enum class Gate { Softmax, Sigmoid };
+// GELU's two forms: Erf is the exact x * Phi(x) (PyTorch's nn.GELU(), what the MSSP paper's
+// experts and dense MLPs compute); Tanh is GPT-2's approximation, which moe.activation = "gelu"
+// meant before 2026-12 and "gelu_tanh" names now.
+enum class Gelu { Erf, Tanh };
 
 // One run of rows that shares a weight matrix: rows [begin, end) use W[group].
 struct Segment {
@@ -136,9 +140,10 @@ class Backend {
   virtual void rope_backward(Tensor& dqkv, int T, int H, double base) = 0;
 
   // ---- expert activations ----
-  // GELU, tanh form: a = 0.5 h (1 + tanh(sqrt(2/pi) (h + 0.044715 h^3))).
-  virtual void gelu_forward(const Tensor& h, Tensor& a) = 0;
-  virtual void gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh) = 0;
+  // GELU: Erf  a = 0.5 h (1 + erf(h / sqrt(2))),
+  //       Tanh a = 0.5 h (1 + tanh(sqrt(2/pi) (h + 0.044715 h^3))).
+  virtual void gelu_forward(const Tensor& h, Tensor& a, Gelu form) = 0;
+  virtual void gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh, Gelu form) = 0;
   // SwiGLU: a = silu(g) * u.
   virtual void swiglu_forward(const Tensor& g, const Tensor& u, Tensor& a) = 0;
   virtual void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& da, Tensor& dg,

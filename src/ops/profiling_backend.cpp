@@ -102,9 +102,11 @@ void ProfilingBackend::rope_forward(Tensor& qkv, int T, int H, double base) {
 void ProfilingBackend::rope_backward(Tensor& dqkv, int T, int H, double base) {
   timed("rope_backward", [&] { in_.rope_backward(dqkv, T, H, base); });
 }
-void ProfilingBackend::gelu_forward(const Tensor& h, Tensor& a) { timed("gelu_forward", [&] { in_.gelu_forward(h, a); }); }
-void ProfilingBackend::gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh) {
-  timed("gelu_backward", [&] { in_.gelu_backward(h, da, dh); });
+void ProfilingBackend::gelu_forward(const Tensor& h, Tensor& a, Gelu form) {
+  timed("gelu_forward", [&] { in_.gelu_forward(h, a, form); });
+}
+void ProfilingBackend::gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh, Gelu form) {
+  timed("gelu_backward", [&] { in_.gelu_backward(h, da, dh, form); });
 }
 void ProfilingBackend::swiglu_forward(const Tensor& g, const Tensor& u, Tensor& a) {
   timed("swiglu_forward", [&] { in_.swiglu_forward(g, u, a); });

@@ -11,11 +11,13 @@
 namespace moe::optim {
 namespace {
 
+// Six digits for people (text and diff); every digit for CSV and JSON, which programs read back.
 std::string num(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.6g", v);
   return buf;
 }
+std::string exact(double v) { return metrics::round_trip(v); }
 
 std::string join(const std::vector<std::string>& v, const char* sep) {
   std::string s;
@@ -38,19 +40,20 @@ std::string shape_line(const ParamTable& t) {
   return os.str();
 }
 
-std::vector<std::pair<std::string, std::string>> layer_rows(const ParamTable& t) {
+std::vector<std::pair<std::string, std::string>> layer_rows(const ParamTable& t,
+                                                            std::string (*fmt)(double) = num) {
   const LayerRules& L = t.layer;
-  return {{"depth_alpha", num(L.depth_alpha)},
-          {"residual_mult", num(L.residual_mult)},
-          {"c_agg", num(L.c_agg)},
-          {"gate_alpha", num(L.gate_alpha)},
+  return {{"depth_alpha", fmt(L.depth_alpha)},
+          {"residual_mult", fmt(L.residual_mult)},
+          {"c_agg", fmt(L.c_agg)},
+          {"gate_alpha", fmt(L.gate_alpha)},
           {"base_top_k", std::to_string(L.base_top_k)},
           {"gate", gate_name(L.gate)},
           {"renormalize", L.renormalize ? "true" : "false"},
           {"expert_bias", L.expert_bias ? "true" : "false"},
           {"aux_probs", L.aux_selected ? "selected" : "all"},
-          {"attn_scale", num(L.attn_scale)},
-          {"output_mult", num(L.output_mult)}};
+          {"attn_scale", fmt(L.attn_scale)},
+          {"output_mult", fmt(L.output_mult)}};
 }
 
 }  // namespace
@@ -63,10 +66,10 @@ std::string format_table(const ParamTable& t, const std::string& format) {
           "init_rule,multiplier_rule,lr_rule,eps_rule,init_mult,lr_mult,overridden,in_model\n";
     for (const GroupRule& r : t.groups)
       os << group_name(r.group) << "," << r.kind << "," << r.fan_in << "," << r.fan_out << ","
-         << num(r.init_std) << "," << num(r.multiplier) << "," << num(r.lr) << "," << num(r.eps) << ","
-         << num(r.weight_decay) << "," << r.init_kind << "," << num(r.effective_decay) << ","
+         << exact(r.init_std) << "," << exact(r.multiplier) << "," << exact(r.lr) << "," << exact(r.eps) << ","
+         << exact(r.weight_decay) << "," << r.init_kind << "," << exact(r.effective_decay) << ","
          << r.init_e.str() << "," << r.mult_e.str() << "," << r.lr_e.str() << "," << r.eps_e.str() << ","
-         << num(r.init_mult) << "," << num(r.lr_mult) << "," << join(r.overridden, ";") << ","
+         << exact(r.init_mult) << "," << exact(r.lr_mult) << "," << join(r.overridden, ";") << ","
          << (r.in_model ? "true" : "false") << "\n";
     return os.str();
   }
@@ -90,7 +93,7 @@ std::string format_table(const ParamTable& t, const std::string& format) {
     }
     j.end_array();
     j.key("layer").begin_object();
-    for (const auto& [k, v] : layer_rows(t)) j.kv(k, v);
+    for (const auto& [k, v] : layer_rows(t, exact)) j.kv(k, v);
     j.key("overridden").begin_array();
     for (const auto& o : t.layer.overridden) j.value(o);
     j.end_array().end_object().end_object();
@@ -158,7 +161,7 @@ std::string format_diff(const ParamTable& a, const ParamTable& b) {
       os << pad(g, 12) << pad("kind", 14) << pad(x.kind, 14) << pad(y.kind, 14) << "\n";
     }
   }
-  auto la = layer_rows(a), lb = layer_rows(b);
+  auto la = layer_rows(a, exact), lb = layer_rows(b, exact);  // every digit: a change is a change
   for (size_t i = 0; i < la.size(); ++i)
     if (la[i].second != lb[i].second) {
       ++changes;

@@ -95,7 +95,8 @@ bool fixed_by_checkpoint(const std::string& key) {
 
 std::vector<ConfigChange> check_changes(const ConfigDiff& diff, const std::set<std::string>& allowed,
                                         const std::string& checkpoint, const config::Config& now,
-                                        int64_t saved_step) {
+                                        int64_t saved_step,
+                                        const std::function<std::string(const std::string&)>& model_note) {
   for (const std::string& k : allowed)
     if (!diff.keys.count(k))
       throw InputError("--allow-change " + k + ": not a key of the config (keys are dotted, e.g. optim.lr)", true);
@@ -104,7 +105,8 @@ std::vector<ConfigChange> check_changes(const ConfigDiff& diff, const std::set<s
   for (const ConfigChange& c : diff.changes)
     if (fixed_by_checkpoint(c.key))
       throw InputError(checkpoint + "/manifest.toml: " + c.key + " differs: the checkpoint has " + c.before +
-                           ", the config has " + c.after + " (a checkpoint loads only into the same model shape)",
+                           ", the config has " + c.after + " (a checkpoint loads only into the same model shape" +
+                           (model_note ? model_note(c.key) : std::string()) + ")",
                        true);
   for (const ConfigChange& c : diff.changes) {
     if (safe_to_change(c.key) || allowed.count(c.key)) continue;

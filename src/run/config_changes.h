@@ -6,6 +6,7 @@
 // KEY`). The model's shape and forward pass never change, whatever is allowed: the checkpoint's
 // weights belong to them.
 #pragma once
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -37,8 +38,10 @@ bool fixed_by_checkpoint(const std::string& key);
 // values and `checkpoint`; `saved_step` explains what a new train.steps does to the schedule.
 // An allowed name that is no key of either config is refused too (a typo would allow nothing).
 // Returns every change (safe ones included), for the run's log.
+// `model_note(key)` adds to the refusal of a model key (what an older checkpoint meant by it).
 std::vector<ConfigChange> check_changes(const ConfigDiff& diff, const std::set<std::string>& allowed,
                                         const std::string& checkpoint, const config::Config& now,
-                                        int64_t saved_step);
+                                        int64_t saved_step,
+                                        const std::function<std::string(const std::string&)>& model_note = {});
 
 }  // namespace moe::run

@@ -13,6 +13,7 @@
 
 #include "src/ckpt/directory.h"
 #include "src/ckpt/manifest.h"
+#include "src/ckpt/manifest_legacy.h"
 #include "src/core/error.h"
 #include "src/metrics/append_file.h"
 #include "src/metrics/json.h"
@@ -121,7 +122,9 @@ StartPlan plan_start(const std::string& run_dir, const config::Config& cfg, cons
   }
   p.step = m.step;
   p.segment = p.kind == StartKind::Fork ? 1 : m.segment + 1;
-  p.changes = check_changes(diff_configs(m.config, p.checkpoint, cfg), req.allow_changes, p.checkpoint, cfg, m.step);
+  const auto note = [&](const std::string& key) { return ckpt::activation_hint(m, key.substr(key.find('.') + 1)); };
+  p.changes =
+      check_changes(diff_configs(m.config, p.checkpoint, cfg), req.allow_changes, p.checkpoint, cfg, m.step, note);
   if (p.kind == StartKind::Continue) {
     p.note = "resumed " + describe(p.identity) + " from " + p.checkpoint + " at step " + std::to_string(m.step) +
              " (segment " + std::to_string(p.segment) + ")";

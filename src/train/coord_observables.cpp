@@ -91,7 +91,7 @@ Tensor CoordObserver::expert_hidden(const std::string& prefix, int64_t e, const 
     cpu_->gemm(x, false, expert_slice(gate->second, e), true, g, t[optim::Group::ExpertGate].multiplier, 0.0);
     cpu_->swiglu_forward(g, h, a);
   } else {
-    cpu_->gelu_forward(h, a);
+    cpu_->gelu_forward(h, a, models::gelu_form(model_.config().moe));
   }
   return a;
 }

@@ -14,6 +14,7 @@
 #include "src/ckpt/directory.h"
 #include "src/core/error.h"
 #include "src/core/launcher.h"
+#include "src/data/held_out.h"
 #include "src/metrics/flops.h"
 #include "src/metrics/json.h"
 #include "src/run/stop_signals.h"
@@ -56,16 +57,10 @@ Trainer::Trainer(const config::Config& cfg, comm::ParallelContext& ctx, TrainerO
   source_ = data::make_source(cfg_.data, cfg_.model.vocab, cfg_.model.seq_len);
   micro_ = model_->local_batch();
   micro_steps_ = cfg_.train.batch / ctx_.world->size() / micro_;
-  if (cfg_.train.eval_batches > 0 && data::has_held_out(cfg_.data)) {
-    val_ = data::make_source(cfg_.data, cfg_.model.vocab, cfg_.model.seq_len, "val");
-    // The same held-out sequences at every evaluation: never a window twice.
-    const int64_t need = cfg_.train.eval_batches * cfg_.train.batch;
-    if (val_->windows() && *val_->windows() < need)
-      throw InputError("train.eval_batches = " + std::to_string(cfg_.train.eval_batches) + " x train.batch = " +
-                           std::to_string(cfg_.train.batch) + " held-out sequences, but " + val_->describe() +
-                           ": raise data.val_fraction or lower train.eval_batches",
-                       true);
-  }
+  // The same held-out sequences at every evaluation, spread over the split, never one twice.
+  if (cfg_.train.eval_batches > 0 && data::has_held_out(cfg_.data))
+    val_ = data::make_eval_source(cfg_.data, cfg_.model.vocab, cfg_.model.seq_len, cfg_.train.eval_batches,
+                                  cfg_.train.batch, "train.eval_batches");
   if (opt_.write_run_dir) open_run_dir();
 }
 

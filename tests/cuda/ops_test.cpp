@@ -303,13 +303,14 @@ void add_mixed(std::vector<OpCase>& t) {
 }
 
 void add_activations(std::vector<OpCase>& t) {
-  t.push_back({"gelu", [](const Env& e) {
-                 Tensor h = e.randn({1001}, "h", 2.0), a = e.empty({1001});
-                 e.be.gelu_forward(h, a);
-                 Tensor da = e.randn({1001}, "da"), dh = e.empty({1001});
-                 e.be.gelu_backward(h, da, dh);
-                 return Outputs{to_host(a), to_host(dh)};
-               }});
+  for (ops::Gelu form : {ops::Gelu::Erf, ops::Gelu::Tanh})
+    t.push_back({form == ops::Gelu::Erf ? "gelu" : "gelu_tanh", [form](const Env& e) {
+                   Tensor h = e.randn({1001}, "h", 2.0), a = e.empty({1001});
+                   e.be.gelu_forward(h, a, form);
+                   Tensor da = e.randn({1001}, "da"), dh = e.empty({1001});
+                   e.be.gelu_backward(h, da, dh, form);
+                   return Outputs{to_host(a), to_host(dh)};
+                 }});
   t.push_back(
       {"swiglu", [](const Env& e) {
          Tensor g = e.randn({37, 27}, "g", 2.0), u = e.randn({37, 27}, "u");

@@ -65,18 +65,20 @@ inline void config_one(const uint8_t* data, size_t size) {
   }
 }
 
-// data::FileTokens on an arbitrary file, as an llm.c shard and as text. An accepted file must
-// give in-vocabulary tokens for any sequence.
+// data::FileTokens on an arbitrary file, as an llm.c shard, as a flat token file of 2- and 4-byte
+// tokens, and as text. An accepted file must give in-vocabulary tokens for any sequence.
 inline void shard_one(const uint8_t* data, size_t size) {
   const Scratch file("shard", data, size);
   const std::string& path = file.path;
   struct Kind {
     const char* kind;
     int64_t vocab, T;
+    int token_bytes;
   };
-  for (Kind k : {Kind{"llmc", 512, 8}, Kind{"llmc", 65536, 1}, Kind{"text", 256, 4}}) {
+  for (Kind k : {Kind{"llmc", 512, 8, 2}, Kind{"llmc", 65536, 1, 2}, Kind{"bin", 512, 8, 2},
+                 Kind{"bin", 100000, 2, 4}, Kind{"text", 256, 4, 2}}) {
     try {
-      data::FileTokens src(k.kind, path, k.vocab, k.T, 1);
+      data::FileTokens src(k.kind, path, k.vocab, k.T, 1, {}, k.token_bytes);
       int32_t out[9];
       for (int64_t seq : {int64_t(0), int64_t(1), int64_t(7), int64_t(1) << 40}) {
         src.sequence(seq, k.T, out);

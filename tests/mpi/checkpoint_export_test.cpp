@@ -143,6 +143,8 @@ TEST(CheckpointExport, SafetensorsHoldsEveryWeightInGlobalOrder) {
     ASSERT_NE(meta, nullptr);
     EXPECT_EQ(meta->get("step")->string, "3");
     EXPECT_TRUE(Contains(meta->get("config")->string, "activation = 'swiglu'"));
+    // The GELU form readers must apply (the dense MLPs beside SwiGLU experts keep the tanh form).
+    EXPECT_TRUE(Contains(meta->get("forward")->string, "\"gelu\":\"tanh\"")) << meta->get("forward")->string;
     const char* data = bytes.data() + 8 + n;
     const int64_t data_bytes = int64_t(bytes.size() - 8 - n);
     std::map<std::string, std::vector<float>> file;

@@ -112,6 +112,11 @@ TEST(InputCorpus, GoodBaseRuns) {
                              "data.kind=llmc", "--set", "data.path=data/good.bin"}),
                  cwd + "/log", kLimit, cwd);
   EXPECT_EQ(r.code, 0) << r.err;
+  // Flat token files (the paper's train.bin / val.bin), read from data.dir.
+  r = run(moe_cmd(1, {"train", "--config", "base.toml", "--set", "run.dir=runbin", "--set", "data.kind=bin", "--set",
+                      "data.dir=data/flat", "--set", "data.path=train_0.u16", "--set", "data.val_path=train_1.u16"}),
+          cwd + "/log", kLimit, cwd);
+  EXPECT_EQ(r.code, 0) << r.err;
   fs::remove_all(cwd);
 }
 
@@ -148,6 +153,13 @@ TEST(InputCorpus, BrokenData) {
   ASSERT_EQ(::mkfifo((cwd + "/data/fifo.bin").c_str(), 0644), 0);
   cases.push_back({"(cli)/data_is_a_fifo", "data/fifo.bin: is a FIFO, not a regular file",
                    {"train", "--config", "base.toml", "--set", "data.kind=llmc", "--set", "data.path=data/fifo.bin"}});
+  // Held-out data that is the training file through a symbolic link.
+  fs::create_symlink("good.bin", cwd + "/data/link_to_good.bin");
+  cases.push_back({"(cli)/val_path_links_to_path",
+                   "data.val_path = \"data/link_to_good.bin\" and data.path = \"data/good.bin\" both read "
+                   "data/link_to_good.bin (as data/good.bin)",
+                   {"train", "--config", "base.toml", "--set", "data.kind=llmc", "--set", "data.path=data/good.bin",
+                    "--set", "data.val_path=data/link_to_good.bin"}});
   run_cases("data", cases, cwd);
   if (!HasFailure()) fs::remove_all(cwd);
 }
@@ -223,6 +235,10 @@ TEST(InputCorpus, BrokenCheckpoints) {
                      dm.eval_expect,
                      {"eval", "--checkpoint", dir, "--batches", "1"}});
   }
+  // The synthetic language's held-out stream never ends: --batches has a documented bound.
+  cases.push_back({"checkpoints/batches_beyond_synthetic_limit (eval)",
+                   "--batches = 1000000000 x train.batch = 8 held-out sequences, above the 1048576",
+                   {"eval", "--checkpoint", good, "--batches", "1000000000"}});
   cases.push_back({"checkpoints/missing_path (eval)",
                    "no/such/checkpoint",
                    {"eval", "--checkpoint", "no/such/checkpoint"}});

@@ -59,8 +59,8 @@ TEST(Bf16, OpsComputeInF32AndRoundOnce) {
   Tensor h32 = to_dtype(to_dtype(randn({5, 7}, DType::F32, "gelu"), DType::BF16), DType::F32);
   Tensor h16 = to_dtype(h32, DType::BF16);
   Tensor a16 = Tensor::empty({5, 7}, DType::BF16), a32 = Tensor::empty({5, 7}, DType::F32);
-  cpu().gelu_forward(h16, a16);
-  cpu().gelu_forward(h32, a32);
+  cpu().gelu_forward(h16, a16, ops::Gelu::Erf);
+  cpu().gelu_forward(h32, a32, ops::Gelu::Erf);
   Tensor want = to_dtype(a32, DType::BF16);
   EXPECT_EQ(std::memcmp(want.raw(), a16.raw(), a16.nbytes()), 0);
 }

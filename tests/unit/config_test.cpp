@@ -158,8 +158,10 @@ log_every = 3
 nonfinite = "skip"
 dtype = "bf16"
 [data]
-kind = "llmc"
+kind = "bin"
 path = "shards/*.bin"
+dir = "corpus"
+token_bytes = 4
 seed = 5
 branching = 4
 zipf = 0.9
@@ -244,8 +246,12 @@ TEST(Config, EveryKeyParses) {
   EXPECT_EQ(c.train.log_every, 3);
   EXPECT_EQ(c.train.nonfinite, "skip");
   EXPECT_EQ(c.train.dtype, "bf16");
-  EXPECT_EQ(c.data.kind, "llmc");
+  EXPECT_EQ(c.data.kind, "bin");
   EXPECT_EQ(c.data.path, "shards/*.bin");
+  EXPECT_EQ(c.data.dir, "corpus");
+  EXPECT_EQ(c.data.token_bytes, 4);
+  EXPECT_EQ(config::data_file(c.data, c.data.path), "corpus/shards/*.bin");
+  EXPECT_EQ(config::data_file(c.data, "/abs/val.bin"), "/abs/val.bin");
   EXPECT_EQ(c.data.seed, 5);
   EXPECT_EQ(c.data.branching, 4);
   EXPECT_DOUBLE_EQ(c.data.zipf, 0.9);
@@ -357,6 +363,11 @@ TEST(Config, ValidationErrorsNameTheKey) {
       {"[train]\nbatch = 12\n[parallel]\nep = 4\n", "parallel.ep", 6},
       {"[optim]\nschedule = \"step\"\n", "optim.schedule", 0},
       {"[data]\nkind = \"llmc\"\n", "data.path", 0},
+      {"[moe]\nactivation = \"relu\"\n", "moe.activation", 0},
+      {"[data]\nkind = \"bin\"\npath = \"t.bin\"\ntoken_bytes = 3\n", "data.token_bytes", 0},
+      {"[data]\nkind = \"llmc\"\npath = \"t.bin\"\ntoken_bytes = 4\n", "data.token_bytes", 0},
+      {"[model]\nvocab = 70000\n[data]\nkind = \"bin\"\npath = \"t.bin\"\n", "model.vocab", 0},
+      {"[data]\ndir = \"corpus\"\n", "data.dir", 0},
   };
   for (const Case& cs : cases) {
     std::string msg = ParseError(cs.text, {}, cs.world);
@@ -365,6 +376,10 @@ TEST(Config, ValidationErrorsNameTheKey) {
   }
   // The same layouts are fine when they fit: the checks are not over-eager.
   EXPECT_NO_THROW(parse_config("[moe]\nexperts = 4\ntop_k = 4\n", kOrigin, {}));
+  EXPECT_NO_THROW(parse_config("[moe]\nactivation = \"gelu_tanh\"\n", kOrigin, {}));
+  // Vocabularies beyond uint16 in 4-byte token files.
+  EXPECT_NO_THROW(parse_config("[model]\nvocab = 128256\n[data]\nkind = \"bin\"\npath = \"t.bin\"\ntoken_bytes = 4\n",
+                               kOrigin, {}));
   EXPECT_NO_THROW(parse_config("[train]\nbatch = 6\n", kOrigin, {}, 0));  // 0 skips the world
   EXPECT_NO_THROW(parse_config("[train]\nbatch = 6\n", kOrigin, {}, 3));
   EXPECT_NO_THROW(parse_config("[train]\nbatch = 16\n[parallel]\nep = 4\n", kOrigin, {}, 8));

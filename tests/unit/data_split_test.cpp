@@ -33,15 +33,6 @@ std::string counting_shard(const Scratch& dir, const std::string& name, size_t n
   return dir.file(name);
 }
 
-config::DataConfig llmc(const std::string& path, double val_fraction, int64_t seed = 1) {
-  config::DataConfig d;
-  d.kind = "llmc";
-  d.path = path;
-  d.val_fraction = val_fraction;
-  d.seed = seed;
-  return d;
-}
-
 int32_t first_token(const data::TokenSource& s, int64_t seq, int64_t T) {
   std::vector<int32_t> out(T + 1);
   s.sequence(seq, T, out.data());
@@ -52,8 +43,8 @@ TEST(DataSplit, HeldOutWindowsAreTheLastOnesInOrderAndNeverTrained) {
   Scratch dir;
   const int64_t T = 10;
   const std::string path = counting_shard(dir, "a.bin", 1001);  // 100 windows of 11 tokens
-  auto train = data::make_source(llmc(path, 0.1), 4096, T, "train");
-  auto val = data::make_source(llmc(path, 0.1), 4096, T, "val");
+  auto train = data::make_source(file_data("llmc", path, "", 0.1), 4096, T, "train");
+  auto val = data::make_source(file_data("llmc", path, "", 0.1), 4096, T, "val");
   ASSERT_EQ(*train->windows(), 90);
   ASSERT_EQ(*val->windows(), 10);
   std::set<int32_t> trained;
@@ -62,8 +53,8 @@ TEST(DataSplit, HeldOutWindowsAreTheLastOnesInOrderAndNeverTrained) {
   EXPECT_LT(*trained.rbegin(), 900);  // windows 0..89 start at 0, 10, ..., 890
   for (int64_t s = 0; s < 10; ++s) EXPECT_EQ(first_token(*val, s, T), 900 + 10 * s);
   // The held-out batches do not depend on the data seed (training order does).
-  auto val7 = data::make_source(llmc(path, 0.1, 7), 4096, T, "val");
-  auto train7 = data::make_source(llmc(path, 0.1, 7), 4096, T, "train");
+  auto val7 = data::make_source(file_data("llmc", path, "", 0.1, 7), 4096, T, "val");
+  auto train7 = data::make_source(file_data("llmc", path, "", 0.1, 7), 4096, T, "train");
   bool order_differs = false;
   for (int64_t s = 0; s < 10; ++s) {
     EXPECT_EQ(first_token(*val7, s, T), first_token(*val, s, T));
@@ -77,7 +68,7 @@ TEST(DataSplit, HeldOutWindowsAreTheLastOnesInOrderAndNeverTrained) {
 TEST(DataSplit, ValPathIsReadWholeAndInOrder) {
   Scratch dir;
   const int64_t T = 10;
-  config::DataConfig d = llmc(counting_shard(dir, "train.bin", 1001), 0);
+  config::DataConfig d = file_data("llmc", counting_shard(dir, "train.bin", 1001));
   d.val_path = counting_shard(dir, "val.bin", 221);  // 22 windows
   auto train = data::make_source(d, 4096, T, "train");
   auto val = data::make_source(d, 4096, T, "val");
@@ -90,8 +81,8 @@ TEST(DataSplit, AFractionThatLeavesNothingToTrainOnIsNamed) {
   Scratch dir;
   const std::string path = counting_shard(dir, "tiny.bin", 23);  // 2 windows of 11
   try {
-    data::make_source(llmc(path, 0.5), 4096, 10, "train");  // rounds to 1 held out: fine
-    data::make_source(llmc(path, 0.5), 4096, 20, "train");  // 1 window: nothing left
+    data::make_source(file_data("llmc", path, "", 0.5), 4096, 10, "train");  // rounds to 1 held out: fine
+    data::make_source(file_data("llmc", path, "", 0.5), 4096, 20, "train");  // 1 window: nothing left
     ADD_FAILURE() << "no error";
   } catch (const InputError& e) {
     EXPECT_TRUE(e.collective());
@@ -103,7 +94,7 @@ TEST(DataSplit, AFractionThatLeavesNothingToTrainOnIsNamed) {
 TEST(DataSplit, MicroBatchesReadTheStepsSequences) {
   Scratch dir;
   const int64_t T = 10, B = 8;
-  auto src = data::make_source(llmc(counting_shard(dir, "m.bin", 5001), 0), 4096, T, "train");
+  auto src = data::make_source(file_data("llmc", counting_shard(dir, "m.bin", 5001)), 4096, T, "train");
   for (int world : {1, 2}) {
     for (int r = 0; r < world; ++r) {
       data::LocalBatch whole;

@@ -186,17 +186,79 @@ TEST(OpsGrad, Rope) {
 
 TEST(OpsGrad, Gelu) {
   ops::Backend& be = cpu();
-  Tensor h = randn({3, 8}, F64, "h", 2.0), R = randn({3, 8}, F64, "R"), a = Tensor::empty({3, 8}, F64);
-  auto loss = [&] {
-    be.gelu_forward(h, a);
-    return dot(R, a);
+  for (ops::Gelu form : {ops::Gelu::Erf, ops::Gelu::Tanh}) {
+    SCOPED_TRACE(form == ops::Gelu::Erf ? "erf" : "tanh");
+    Tensor h = randn({3, 8}, F64, "h", 2.0), R = randn({3, 8}, F64, "R"), a = Tensor::empty({3, 8}, F64);
+    auto loss = [&] {
+      be.gelu_forward(h, a, form);
+      return dot(R, a);
+    };
+    Tensor dh = Tensor::empty({3, 8}, F64);
+    be.gelu_backward(h, R, dh, form);
+    EXPECT_LT(grad_check(loss, h, dh), kTol);
+    Tensor z = Tensor::zeros({1}, F64), az = Tensor::empty({1}, F64);
+    be.gelu_forward(z, az, form);
+    EXPECT_EQ(get(az, 0), 0.0);
+  }
+}
+
+// The two GELU forms against their definitions written with libm, on a grid over [-10, 10]: the
+// f64 kernels to rounding, the f32 kernels within their bounds (the exact form's polynomial erf:
+// the 5e-7 src/ops/cpu/activation.cpp states; the tanh form's derivative loses a little more
+// in 1 - tanh^2); and the forms differ by the ~4.7e-4 that separates them, so that a swapped
+// form cannot pass.
+TEST(OpsGrad, GeluFormsMatchTheirDefinitions) {
+  ops::Backend& be = cpu();
+  const int64_t n = 200001;
+  // The grid in f32, and the same values in f64 (so that both kernels see the same inputs).
+  Tensor x64 = Tensor::empty({n}, F64), x32 = Tensor::empty({n}, DType::F32);
+  for (int64_t i = 0; i < n; ++i) {
+    set(x32, i, -10.0 + 20.0 * double(i) / double(n - 1));
+    set(x64, i, get(x32, i));
+  }
+  const auto exact = [](double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); };
+  const auto exact_d = [](double x) {
+    return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))) + x * std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI);
   };
-  Tensor dh = Tensor::empty({3, 8}, F64);
-  be.gelu_backward(h, R, dh);
-  EXPECT_LT(grad_check(loss, h, dh), kTol);
-  Tensor z = Tensor::zeros({1}, F64), az = Tensor::empty({1}, F64);
-  be.gelu_forward(z, az);
-  EXPECT_EQ(get(az, 0), 0.0);
+  const double c = std::sqrt(2.0 / M_PI);
+  const auto tanh_form = [c](double x) { return 0.5 * x * (1.0 + std::tanh(c * (x + 0.044715 * x * x * x))); };
+  const auto tanh_d = [c](double x) {
+    const double th = std::tanh(c * (x + 0.044715 * x * x * x));
+    return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * c * (1.0 + 3 * 0.044715 * x * x);
+  };
+  struct Form {
+    ops::Gelu form;
+    std::function<double(double)> f, d;
+    double tol_d32;
+  };
+  for (const Form& fm : {Form{ops::Gelu::Erf, exact, exact_d, 5e-7}, Form{ops::Gelu::Tanh, tanh_form, tanh_d, 3e-6}}) {
+    SCOPED_TRACE(fm.form == ops::Gelu::Erf ? "erf" : "tanh");
+    Tensor ones64 = Tensor::empty({n}, F64), ones32 = Tensor::empty({n}, DType::F32);
+    for (int64_t i = 0; i < n; ++i) {
+      set(ones64, i, 1.0);
+      set(ones32, i, 1.0);
+    }
+    Tensor a64 = Tensor::empty({n}, F64), d64 = Tensor::empty({n}, F64);
+    Tensor a32 = Tensor::empty({n}, DType::F32), d32 = Tensor::empty({n}, DType::F32);
+    be.gelu_forward(x64, a64, fm.form);
+    be.gelu_backward(x64, ones64, d64, fm.form);
+    be.gelu_forward(x32, a32, fm.form);
+    be.gelu_backward(x32, ones32, d32, fm.form);
+    double e64 = 0, e32 = 0, de64 = 0, de32 = 0, other = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double x = get(x64, i);
+      e64 = std::max(e64, std::abs(get(a64, i) - fm.f(x)));
+      de64 = std::max(de64, std::abs(get(d64, i) - fm.d(x)));
+      e32 = std::max(e32, std::abs(get(a32, i) - fm.f(x)));
+      de32 = std::max(de32, std::abs(get(d32, i) - fm.d(x)));
+      other = std::max(other, std::abs(fm.f(x) - (fm.form == ops::Gelu::Erf ? tanh_form(x) : exact(x))));
+    }
+    EXPECT_LT(e64, 1e-14);
+    EXPECT_LT(de64, 1e-14);
+    EXPECT_LT(e32, 5e-7);
+    EXPECT_LT(de32, fm.tol_d32);
+    EXPECT_GT(other, 4e-4);
+  }
 }
 
 TEST(OpsGrad, SwiGlu) {

@@ -76,30 +76,32 @@ TEST(Optim, SgdMomentumMatchesHandComputation) {
   EXPECT_DOUBLE_EQ(get(q, 0), 1.5 - 0.5 * 1.9);
 }
 
-TEST(Optim, ScheduleWarmupAndDecays) {
+TEST(Optim, ScheduleIsTheOfficialGetLr) {
   using optim::lr_factor;
-  // Linear warmup from step 1 to `warmup`.
-  EXPECT_DOUBLE_EQ(lr_factor("cosine", 1, 10, 110, 0.1), 0.1);
-  EXPECT_DOUBLE_EQ(lr_factor("cosine", 5, 10, 110, 0.1), 0.5);
-  EXPECT_DOUBLE_EQ(lr_factor("linear", 10, 10, 110, 0.1), 1.0);
-  // Cosine: 1 at the end of warmup, 0.5 of the way down at the midpoint, min at the end.
-  EXPECT_NEAR(lr_factor("cosine", 60, 10, 110, 0.1), 0.1 + 0.9 * 0.5, 1e-12);
-  EXPECT_NEAR(lr_factor("cosine", 35, 10, 110, 0.1), 0.1 + 0.9 * (0.5 + 0.5 * std::sqrt(0.5)),
-              1e-12);
-  EXPECT_NEAR(lr_factor("cosine", 110, 10, 110, 0.1), 0.1, 1e-12);
-  EXPECT_NEAR(lr_factor("cosine", 500, 10, 110, 0.1), 0.1, 1e-12);  // stays at min after the end
-  // Linear: straight line from 1 to min_lr_ratio.
-  EXPECT_NEAR(lr_factor("linear", 35, 10, 110, 0.2), 0.2 + 0.8 * 0.75, 1e-12);
-  EXPECT_NEAR(lr_factor("linear", 60, 10, 110, 0.2), 0.6, 1e-12);
-  EXPECT_NEAR(lr_factor("linear", 110, 10, 110, 0.2), 0.2, 1e-12);
-  EXPECT_NEAR(lr_factor("linear", 110, 10, 110, 0.0), 0.0, 1e-12);
-  // Constant: 1 after warmup.
-  EXPECT_DOUBLE_EQ(lr_factor("constant", 3, 4, 100, 0.1), 0.75);
+  // The official get_lr with warmup_steps W = 3, max_steps = 7, min_lr = 0.1 peak, at its
+  // t = 0, 1, ... (our step = t + 1): warmup (t + 1) / (W + 1) = 1/4, 2/4, 3/4; then cosine with
+  // p = (t - W) / (max_steps - W) = 0, 1/4, 1/2, 3/4, 1 at t = 3..7, factor
+  // 0.1 + 0.9 * 0.5 * (1 + cos(pi p)) = 1, 0.1 + 0.45 (1 + sqrt(1/2)), 0.55,
+  // 0.1 + 0.45 (1 - sqrt(1/2)), 0.1; and 0.1 after max_steps.
+  const double h = std::sqrt(0.5);
+  const double want[] = {0.25, 0.5, 0.75, 1.0, 0.1 + 0.45 * (1 + h), 0.55, 0.1 + 0.45 * (1 - h), 0.1, 0.1, 0.1};
+  for (int step = 1; step <= 10; ++step)
+    EXPECT_NEAR(lr_factor("cosine", step, 3, 7, 0.1), want[step - 1], 1e-15) << "step " << step;
+  // Linear: the same warmup, then a straight line from 1 at t = W to min at t = max_steps
+  // (t = 5 is half way: 0.2 + 0.8 / 2).
+  EXPECT_DOUBLE_EQ(lr_factor("linear", 3, 3, 7, 0.2), 0.75);
+  EXPECT_NEAR(lr_factor("linear", 4, 3, 7, 0.2), 1.0, 1e-15);
+  EXPECT_NEAR(lr_factor("linear", 6, 3, 7, 0.2), 0.6, 1e-15);
+  EXPECT_NEAR(lr_factor("linear", 8, 3, 7, 0.0), 0.0, 1e-15);
+  // Constant: the same warmup, then 1.
+  EXPECT_DOUBLE_EQ(lr_factor("constant", 3, 4, 100, 0.1), 3.0 / 5.0);
   EXPECT_DOUBLE_EQ(lr_factor("constant", 100, 4, 100, 0.1), 1.0);
-  // No warmup: decay starts at once and the first step is (almost) the peak.
-  EXPECT_GT(lr_factor("cosine", 1, 0, 100, 0.1), 0.99);
-  EXPECT_LT(lr_factor("cosine", 1, 0, 100, 0.1), 1.0);
-  // The schedule is monotone non-increasing after warmup.
+  // No warmup: the first step (t = 0) is the peak, and decay starts after it.
+  EXPECT_DOUBLE_EQ(lr_factor("cosine", 1, 0, 100, 0.1), 1.0);
+  EXPECT_LT(lr_factor("cosine", 2, 0, 100, 0.1), 1.0);
+  // Warmup as long as the run: min_lr after it, as the official code (it > max_steps).
+  EXPECT_DOUBLE_EQ(lr_factor("cosine", 11, 10, 10, 0.1), 0.1);
+  // Monotone non-increasing after warmup.
   for (const char* s : {"cosine", "linear"})
     for (int step = 11; step < 120; ++step)
       EXPECT_LE(lr_factor(s, step + 1, 10, 110, 0.1), lr_factor(s, step, 10, 110, 0.1))
@@ -148,7 +150,7 @@ TEST(Optim, PerGroupLearningRatesAndDecay) {
   f.table.groups[int(optim::Group::ExpertUp)].lr = 0.05;
   f.table.groups[int(optim::Group::Router)].weight_decay = 0.5;
   config::OptimConfig cfg = Sgd();
-  cfg.warmup = 4;  // step 1 runs at a quarter of each group's rate
+  cfg.warmup = 3;  // step 1 runs at (t + 1) / (W + 1) = 1/4 of each group's rate
   optim::Optimizer opt(cfg, 100, f.table, f.store, f.ctx, false);
   for (int64_t i = 0; i < 5; ++i) set(f.store.values(false), i, 1.0);
   for (int64_t i = 0; i < 2; ++i) set(f.store.values(true), i, 1.0);

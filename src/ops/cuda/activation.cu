@@ -1,6 +1,7 @@
-// CUDA expert activations: GELU (tanh form) and SwiGLU, forward and backward. Elementwise, in
-// float, with the CPU reference's formulas and operation order; tanhf / expf are CUDA's accurate
-// versions (no fast-math), within a few ulp of the CPU's polynomial exp.
+// CUDA expert and dense-MLP activations: GELU (exact erf form and tanh form) and SwiGLU, forward
+// and backward. Elementwise, in float, with the CPU reference's formulas; normcdff / tanhf / expf
+// are CUDA's accurate versions (no fast-math), within a few ulp, while the CPU's float erf is a
+// polynomial within 4.2e-7 of the exact GELU (src/ops/cpu/activation.cpp).
 #include "src/ops/cuda/common.cuh"
 
 namespace moe::ops::gpu {
@@ -9,12 +10,31 @@ namespace {
 constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2 / pi)
 constexpr float kGeluA = 0.044715f;
 constexpr float kGelu3A = float(3 * 0.044715);
+constexpr float kInvSqrt2Pi = 0.3989422804014327f;  // the normal density at 0
 constexpr int kThreads = 256;
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+// normcdff(x) = Phi(x), accurate in relative terms also far below 0 (no 1 + erf cancellation).
 template <class T>
-__global__ void gelu_forward_kernel(const T* h, T* a, int64_t n) {
+__global__ void gelu_erf_forward_kernel(const T* h, T* a, int64_t n) {
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
+    const float x = to_f(h[i]);
+    a[i] = from_f<T>(x * normcdff(x));
+  }
+}
+
+template <class T>
+__global__ void gelu_erf_backward_kernel(const T* h, const T* da, T* dh, int64_t n) {
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
+    const float x = to_f(h[i]);
+    const float d = normcdff(x) + x * kInvSqrt2Pi * expf(-0.5f * x * x);
+    dh[i] = from_f<T>(to_f(da[i]) * d);
+  }
+}
+
+template <class T>
+__global__ void gelu_tanh_forward_kernel(const T* h, T* a, int64_t n) {
   for (int64_t i = global_thread(); i < n; i += grid_threads()) {
     const float x = to_f(h[i]);
     const float u = kGeluC * (x + kGeluA * x * x * x);
@@ -23,7 +43,7 @@ __global__ void gelu_forward_kernel(const T* h, T* a, int64_t n) {
 }
 
 template <class T>
-__global__ void gelu_backward_kernel(const T* h, const T* da, T* dh, int64_t n) {
+__global__ void gelu_tanh_backward_kernel(const T* h, const T* da, T* dh, int64_t n) {
   for (int64_t i = global_thread(); i < n; i += grid_threads()) {
     const float x = to_f(h[i]), x2 = x * x;
     const float th = tanhf(kGeluC * (x + kGeluA * x2 * x));
@@ -53,20 +73,20 @@ __global__ void swiglu_backward_kernel(const T* g, const T* u, const T* da, T* d
 
 }  // namespace
 
-void CudaBackend::gelu_forward(const Tensor& h, Tensor& a) {
+void CudaBackend::gelu_forward(const Tensor& h, Tensor& a, Gelu form) {
   check_dev(h, "gelu h");
   check_same(h, a, "gelu a");
   const int64_t n = h.numel();
   if (n == 0) return;
   dispatch_float(h.dtype(), "gelu_forward", [&](auto tag) {
     using T = decltype(tag);
-    gelu_forward_kernel<T>
-        <<<grid_for(n, kThreads), kThreads, 0, stream_>>>(dptr<T>(h), dptr<T>(a), n);
+    auto* kernel = form == Gelu::Erf ? gelu_erf_forward_kernel<T> : gelu_tanh_forward_kernel<T>;
+    kernel<<<grid_for(n, kThreads), kThreads, 0, stream_>>>(dptr<T>(h), dptr<T>(a), n);
   });
   MOE_CUDA_LAUNCH_CHECK("gelu_forward_kernel");
 }
 
-void CudaBackend::gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh) {
+void CudaBackend::gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh, Gelu form) {
   check_dev(h, "gelu h");
   check_same(h, da, "gelu da");
   check_same(h, dh, "gelu dh");
@@ -74,8 +94,8 @@ void CudaBackend::gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh) {
   if (n == 0) return;
   dispatch_float(h.dtype(), "gelu_backward", [&](auto tag) {
     using T = decltype(tag);
-    gelu_backward_kernel<T>
-        <<<grid_for(n, kThreads), kThreads, 0, stream_>>>(dptr<T>(h), dptr<T>(da), dptr<T>(dh), n);
+    auto* kernel = form == Gelu::Erf ? gelu_erf_backward_kernel<T> : gelu_tanh_backward_kernel<T>;
+    kernel<<<grid_for(n, kThreads), kThreads, 0, stream_>>>(dptr<T>(h), dptr<T>(da), dptr<T>(dh), n);
   });
   MOE_CUDA_LAUNCH_CHECK("gelu_backward_kernel");
 }

@@ -126,8 +126,8 @@ class CudaBackend final : public Backend {
   void rope_forward(Tensor& qkv, int T, int H, double base) override;
   void rope_backward(Tensor& dqkv, int T, int H, double base) override;
 
-  void gelu_forward(const Tensor& h, Tensor& a) override;
-  void gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh) override;
+  void gelu_forward(const Tensor& h, Tensor& a, Gelu form) override;
+  void gelu_backward(const Tensor& h, const Tensor& da, Tensor& dh, Gelu form) override;
   void swiglu_forward(const Tensor& g, const Tensor& u, Tensor& a) override;
   void swiglu_backward(const Tensor& g, const Tensor& u, const Tensor& da, Tensor& dg,
                        Tensor& du) override;

@@ -26,9 +26,12 @@ nudge() {
 # A job (every task of an array) in a final state, or purged (MinJobAge). A requeued job passes
 # through COMPLETING and REQUEUED on its way back to PENDING: none of them is final.
 ended_once() {
-  local states
-  states=$(scontrol -o show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | sort -u)
-  [ -z "$states" ] || ! grep -qvE '=(COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE)$' <<<"$states"
+  local out
+  out=$(scontrol -o show job "$1" 2>&1)
+  case "$out" in *"Invalid job id"*) return 0 ;; esac  # purged, MinJobAge after its end
+  grep -q 'JobState=' <<<"$out" || return 1             # no answer (a busy slurmctld): not known
+  ! grep -o 'JobState=[A-Z_]*' <<<"$out" |
+    grep -qvE '=(COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE)$'
 }
 gone() { ended_once "$1" && sleep 1 && ended_once "$1"; }
 rargs="--set parallel.ep=2 --set train.steps=100 --set train.batch=8 --set train.log_every=1"

@@ -14,8 +14,8 @@
 #include <filesystem>
 #include <sstream>
 
-#include "src/ckpt/directory.h"
 #include "src/core/error.h"
+#include "src/core/output_file.h"
 
 namespace moe::run {
 namespace {
@@ -122,11 +122,7 @@ void write_identity(const std::string& run_dir, const RunIdentity& id) {
   os << "# The identity of the run in this directory (src/run/identity.h): its checkpoints carry\n"
         "# this id, and a resume that would continue another run here is refused.\n"
      << t << "\n";
-  const std::string path = identity_file(run_dir), tmp = path + ".tmp";
-  ckpt::write_file_durably(tmp, os.str());
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    throw Error("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
-  ckpt::fsync_dir(run_dir);
+  write_output_atomically(identity_file(run_dir), os.str());
 }
 
 std::string describe(const RunIdentity& id) {

@@ -26,7 +26,7 @@ RunIdentity new_identity();
 // The identity a run directory holds, or nullopt when it has none. A file that exists but does
 // not parse is an InputError naming it (never silently replaced).
 std::optional<RunIdentity> read_identity(const std::string& run_dir);
-// Writes identity.toml through a temporary file and a rename (never half-written).
+// Writes identity.toml whole or not at all (src/core/output_file.h).
 void write_identity(const std::string& run_dir, const RunIdentity& id);
 // This machine's name ("unknown-host" when it has none), and the time now in UTC, ISO 8601.
 std::string hostname();

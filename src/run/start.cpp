@@ -5,7 +5,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -51,7 +50,6 @@ std::string holds(const std::string& run_dir, size_t checkpoints) {
   if (checkpoints) what += (what.empty() ? "" : std::string(" and ")) + std::to_string(checkpoints) + " checkpoint(s)";
   return what;
 }
-
 
 }  // namespace
 

@@ -280,8 +280,8 @@ int Trainer::agreed_stop_signal() {
 }
 
 void Trainer::stop_for_signal(int sig) {
-  // At step 0 nothing was trained: `--resume auto` starts the run, which is the same.
   if (cfg_.debug.stop_delay_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(cfg_.debug.stop_delay_s));
+  // At step 0 nothing was trained: `--resume auto` starts the run, which is the same.
   if (opt_.checkpoints && step_ > 0 && step_ != saved_step_) save_agreed();
   const std::string where = step_ == 0 ? "before its first step (nothing to save)"
                             : last_checkpoint_.empty() || !opt_.checkpoints

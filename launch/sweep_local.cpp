@@ -26,12 +26,16 @@ namespace {
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
+// The line that says why a run ended: its own last "moe:" line (an error or the stop), else the
+// last line that is not mpirun's "-----" framing of its exit report.
 std::string last_line(const std::string& path) {
   std::ifstream f(path);
-  std::string line, last;
-  while (std::getline(f, line))
-    if (!line.empty()) last = line;
-  return last;
+  std::string line, last, last_moe;
+  while (std::getline(f, line)) {
+    if (line.rfind("moe:", 0) == 0) last_moe = line;
+    if (!line.empty() && line.find_first_not_of('-') != std::string::npos) last = line;
+  }
+  return last_moe.empty() ? last : last_moe;
 }
 
 struct Active {

@@ -100,14 +100,23 @@ cat "$work/bad.txt"
 check grep -q "moe: error: $work/bad.toml: rankz: unknown key" "$work/bad.txt"
 [ "$(wc -l < "$work/bad.txt")" -eq 1 ] || fail "expected one line"
 echo "=== SIGTERM stops the sweep; the same command continues its runs"
+# Each step sleeps 20 ms, so the signal lands mid-run however fast this machine trains.
+cat "$work/base.toml" - > "$work/long_base.toml" <<'TOML'
+[debug]
+step_delay_s = 0.02
+TOML
 sed -e 's/^tokens = 256 .*/tokens = 25600       # 400 steps/' -e "s#^out = .*#out = \"$work/long\"#" \
+  -e 's#^base = .*#base = "long_base.toml"#' \
   -e 's#^mpirun = .*#mpirun = ["mpirun"]#' -e 's/^scales = .*/scales = [1]/' "$work/spec.toml" > "$work/long.toml"
 sed -i 's/^keep_checkpoints = .*//' "$work/long.toml"
 "$moe" sweep --spec "$work/long.toml" --run local --jobs 2 > "$work/long1.txt" 2>&1 &
 sweep=$!
 for _ in $(seq 1 600); do
   n=0
-  for m in "$work"/long/runs/*/metrics.jsonl; do [ "$(grep -c '^{"step"' "$m" 2>/dev/null)" -ge 5 ] && n=$((n + 1)); done
+  for m in "$work"/long/runs/*/metrics.jsonl; do
+    c=$(grep -c '^{"step"' "$m" 2>/dev/null || true)
+    [ "${c:-0}" -ge 5 ] && n=$((n + 1))
+  done
   [ "$n" -eq 2 ] && break
   sleep 0.1
 done
@@ -125,6 +134,8 @@ rc=$?
 set -e
 cat "$work/long1.txt"
 [ "$rc" -eq 5 ] || fail "a sweep stopped by SIGTERM should exit 5, got $rc"
+[ "$(grep -c "interrupted after .* s: moe: stopped by SIGUSR1 at step" "$work/long1.txt")" -eq 2 ] ||
+  fail "each interrupted run should be reported with its stop line"
 check grep -q "moe sweep: stopped by SIGTERM: 0 run(s) finished, 2 interrupted with a checkpoint, 0 failed, 0 not started" "$work/long1.txt"
 for r in "$work"/long/runs/*; do
   check test -f "$r/interrupted"
@@ -140,7 +151,7 @@ for r in "$work"/long/runs/*; do
   check test -f "$r/finished"
   check test ! -e "$r/interrupted"
   check grep -q '^{"event":"resume","at_step":' "$r/metrics.jsonl"
-  mpirun -np 2 "$moe" train --config "$r/run.toml" --set "run.dir=$r.ref" > "$r.ref.log" 2>&1 || fail "reference of $r"
+  mpirun -np 2 "$moe" train --config "$r/run.toml" --set "run.dir=$r.ref" --set debug.step_delay_s=0 > "$r.ref.log" 2>&1 || fail "reference of $r"
   diff <(grep '^{"step"' "$r.ref/metrics.jsonl" | cut -d, -f1-2) <(grep '^{"step"' "$r/metrics.jsonl" | cut -d, -f1-2) ||
     fail "$r: losses differ from the uninterrupted run"
   diff <(grep "checksum = '" "$(readlink -f "$r.ref/checkpoints/latest")/manifest.toml") \

@@ -66,7 +66,9 @@ TEST(StopSignal, EachSignalStopsWithACheckpointAndResumeContinuesBitForBit) {
     for (int sig : {SIGTERM, SIGINT, SIGUSR1}) {
       const std::string where = std::string(np ? "mpirun -np 2" : "alone") + ", " + name_of(sig);
       const std::string run_dir = dir + "/run" + std::to_string(np) + "_" + std::to_string(sig);
-      Proc p = spawn(moe_cmd(np, train_base(run_dir, with(steps, layout(np)))), run_dir);
+      // 10 ms a step: the signal lands mid-run however fast the machine trains.
+      Proc p = spawn(moe_cmd(np, train_base(run_dir, with(with(steps, layout(np)), {"--set", "debug.step_delay_s=0.01"}))),
+                     run_dir);
       ASSERT_TRUE(wait_steps(p, run_dir, 20)) << where << ": " << slurp(p.err_path);
       const auto t0 = std::chrono::steady_clock::now();
       ::kill(p.pid, sig);
@@ -120,12 +122,12 @@ TEST(StopSignal, EachSignalStopsWithACheckpointAndResumeContinuesBitForBit) {
   fs::remove_all(dir);
 }
 
-// A run with a checkpoint every 10 steps, signalled once 15 steps are logged, whose stop would
-// take a minute (debug.stop_delay_s).
+// A run with a checkpoint every 10 steps and 10 ms a step, signalled once 15 steps are logged,
+// whose stop would take a minute (debug.stop_delay_s).
 Proc slow_stop(const std::string& run_dir, const std::vector<std::string>& more) {
   Proc p = spawn(moe_cmd(0, train_base(run_dir, with({"--set", "train.steps=400", "--set", "train.log_every=1",
                                                       "--set", "checkpoint.every=10", "--set",
-                                                      "debug.stop_delay_s=60"},
+                                                      "debug.stop_delay_s=60", "--set", "debug.step_delay_s=0.01"},
                                                      more))),
                  run_dir);
   EXPECT_TRUE(wait_steps(p, run_dir, 15)) << slurp(p.err_path);

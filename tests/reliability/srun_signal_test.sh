@@ -21,7 +21,8 @@ now() { date +%s.%N; }
 steps_of() { cat "$1/metrics.jsonl" 2>/dev/null | grep -c '^{"step"' || true; }
 losses() { sed -n 's/^{"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2/p' "$1/metrics.jsonl"; }
 sums() { grep "checksum = '" "$(readlink -f "$1/checkpoints/latest")/manifest.toml"; }
-args=(--config "$src/tests/inputs/base.toml" --set parallel.ep=2 --set train.steps=300 --set train.log_every=1)
+args=(--config "$src/tests/inputs/base.toml" --set parallel.ep=2 --set train.steps=300 --set train.log_every=1
+  --set debug.step_delay_s=0.01)  # 10 ms a step: the signal lands mid-run on any machine
 
 srun --mpi=pmix -n 2 "$moe" train "${args[@]}" --set "run.dir=$work/ref" >"$work/ref.out" 2>"$work/ref.err" ||
   fail "the uninterrupted run: $(cat "$work/ref.err")"

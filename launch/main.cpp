@@ -12,6 +12,7 @@
 #include "comm/agree.h"
 #include "comm/mpi_communicator.h"
 #include "launch/commands.h"
+#include "launch/process.h"
 #include "src/core/error.h"
 #include "src/run/stop_signals.h"
 
@@ -24,6 +25,7 @@ comm::Communicator& world() { return *g_world; }
 
 int main(int argc, char** argv) {
   using namespace moe;
+  if (argc > 1 && std::strcmp(argv[1], launch::kParentDeathExec) == 0) launch::exec_with_parent_death(argc, argv);
   // `moe train` catches its stop signals before MPI starts: a scheduler's signal that arrives
   // while the job is still starting must not kill it (the run decides once it has its config).
   if (argc > 1 && std::strcmp(argv[1], "train") == 0) run::catch_stop_signals({SIGTERM, SIGINT, SIGUSR1});

@@ -4,11 +4,13 @@
 
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -80,7 +82,15 @@ std::string self_executable() {
   return std::string(buf, size_t(n));
 }
 
-pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env, const std::string& log) {
+pid_t spawn(const std::vector<std::string>& argv_in, const std::vector<std::string>& env, const std::string& log,
+            int parent_death_signal) {
+  std::vector<std::string> argv = argv_in;
+  if (parent_death_signal > 0) {
+    // posix_spawn cannot set PR_SET_PDEATHSIG, so the child starts as this executable, which
+    // sets it and execs the real program.
+    argv = {self_executable(), kParentDeathExec, std::to_string(parent_death_signal), std::to_string(::getpid())};
+    argv.insert(argv.end(), argv_in.begin(), argv_in.end());
+  }
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   // mpirun forwards stdin to rank 0; a child must never read the terminal of `moe sweep`.
@@ -106,6 +116,24 @@ pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   return pid;
+}
+
+void exec_with_parent_death(int argc, char** argv) {
+  if (argc < 5) {
+    std::fprintf(stderr, "moe: error: %s needs <signal> <parent pid> <program> [args...]\n", kParentDeathExec);
+    std::_Exit(kExitBadInput);
+  }
+  const int sig = std::atoi(argv[2]);
+  const pid_t parent = pid_t(std::atol(argv[3]));
+  if (::prctl(PR_SET_PDEATHSIG, sig) != 0) {
+    std::fprintf(stderr, "moe: error: prctl(PR_SET_PDEATHSIG): %s\n", std::strerror(errno));
+    std::_Exit(kExitInternal);
+  }
+  // The parent may have died between the spawn and the prctl: then nobody would tell us.
+  if (::getppid() != parent) std::_Exit(128 + sig);
+  ::execvp(argv[4], argv + 4);  // the environment came from spawn: its PATH is the start-up one
+  std::fprintf(stderr, "moe: error: cannot start %s: %s\n", argv[4], std::strerror(errno));
+  std::_Exit(127);
 }
 
 int wait_child(pid_t pid, bool nohang) {

@@ -20,7 +20,15 @@ std::string start_env(const std::string& name);
 std::string self_executable();
 // Starts argv[0] (searched in PATH) in a process group of its own, with stdin from /dev/null
 // and stdout and stderr appended to `log` ("" keeps ours). Throws moe::Error if it cannot start.
-pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env, const std::string& log);
+// With parent_death_signal > 0 the child gets that signal when this process dies, even by
+// SIGKILL (it starts through kParentDeathExec, which sets PR_SET_PDEATHSIG and execs argv).
+pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env, const std::string& log,
+            int parent_death_signal = 0);
+// `moe <kParentDeathExec> <signal> <parent pid> <program> <args...>`: main() hands these
+// arguments to exec_with_parent_death before anything else (no MPI). It asks for <signal> when
+// <parent pid> dies, exits 128 + <signal> if that parent is already gone, and execs the program.
+inline const char* const kParentDeathExec = "--exec-with-parent-death";
+[[noreturn]] void exec_with_parent_death(int argc, char** argv);
 // Exit code of a finished child: its status, or 128 + signal. -1 while it still runs (nohang).
 int wait_child(pid_t pid, bool nohang = false);
 // Runs argv to the end; each line it prints on stdout goes to on_line as it arrives (stderr

@@ -90,7 +90,9 @@ LocalOutcome run_local(const train::Sweep& s, int jobs) {
           std::printf("[%3d/%d] %s: starting over (%s)\n", r.index + 1, n, r.name.c_str(), reset.c_str());
         std::printf("[%3d/%d] %s: started\n", r.index + 1, n, r.name.c_str());
         std::fflush(stdout);
-        pid = spawn(argv, env, log);
+        // Should the sweep itself be killed (SIGKILL, the OOM killer), each run still gets
+        // the stop it would have passed on, and checkpoints instead of training on as an orphan.
+        pid = spawn(argv, env, log, forward(SIGTERM));
       } catch (const Error& e) {
         train::mark_run(r.dir, train::kFailedMarker, std::string("could not start: ") + e.what());
         std::printf("[%3d/%d] %s: FAILED to start: %s\n", r.index + 1, n, r.name.c_str(), e.what());

@@ -3,8 +3,9 @@
 # 2-rank runs under mpirun (2 at a time), goes on past a failing run and exits 1 for it; the
 # same command again reruns only that run; --report alone rewrites the same CSV; a bad spec
 # stops with one line naming the key and the file, exit 2; a second sweep on the same out dir is
-# refused; SIGTERM stops a sweep (its runs checkpoint, "interrupted", exit 5) and the same
-# command continues them to the losses and final checkpoints of uninterrupted runs.
+# refused; SIGTERM stops a sweep (its runs checkpoint, "interrupted", exit 5), so does SIGKILL
+# (the runs get the stop from the kernel when the sweep dies), and the same command continues
+# them to the losses and final checkpoints of uninterrupted runs.
 #   sweep_local_test.sh <moe binary> <source dir>      (ctest passes both; label "sweep")
 set -euo pipefail
 moe=$(realpath "$1")
@@ -143,6 +144,27 @@ for r in "$work"/long/runs/*; do
   check test ! -e "$r/failed"
   check test -L "$r/checkpoints/latest"
   check grep -q "moe: stopped by SIGUSR1 at step" "$r/train.log"
+done
+echo "=== SIGKILL to the sweep: its runs still stop with a checkpoint, none trains on as an orphan"
+logged() { grep -c '^{"step"' "$1/metrics.jsonl" || true; }
+declare -A before
+for r in "$work"/long/runs/*; do before[$r]=$(logged "$r"); done
+"$moe" sweep --spec "$work/long.toml" --run local --jobs 2 > "$work/long_kill.txt" 2>&1 &
+sweep=$!
+for _ in $(seq 1 600); do
+  n=0
+  for r in "$work"/long/runs/*; do [ "$(logged "$r")" -ge $((before[$r] + 5)) ] && n=$((n + 1)); done
+  [ "$n" -eq 2 ] && break
+  sleep 0.1
+done
+[ "$n" -eq 2 ] || { cat "$work/long_kill.txt"; fail "the two runs did not continue"; }
+kill -KILL "$sweep"
+wait "$sweep" 2>/dev/null || true
+for _ in $(seq 1 600); do pgrep -f -- "--config $work/long/runs/" > /dev/null || break; sleep 0.1; done
+! pgrep -af -- "--config $work/long/runs/" || fail "runs of the killed sweep still train"
+for r in "$work"/long/runs/*; do
+  [ "$(grep -c "moe: stopped by SIGUSR1 at step" "$r/train.log")" -eq 2 ] || fail "$r: no stop after the sweep's SIGKILL"
+  [ "$(logged "$r")" -lt 400 ] || fail "$r: trained to the end after the sweep died"
 done
 check "$moe" sweep --spec "$work/long.toml" --run local --jobs 2 > "$work/long2.txt" 2>&1
 cat "$work/long2.txt"

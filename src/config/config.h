@@ -230,6 +230,9 @@ struct OptimConfig {
   int64_t warmup = 20;
   std::string schedule = "cosine";  // cosine | linear | constant
   double min_lr_ratio = 0.1;        // final lr / peak lr for cosine and linear
+  // The step at which cosine or linear decay reaches min_lr_ratio (the paper's max_steps);
+  // 0 = train.steps. Set, a run can later be extended without changing its schedule.
+  int64_t decay_steps = 0;
   double beta1 = 0.9;
   double beta2 = 0.95;
   double eps = 1e-8;
@@ -242,6 +245,7 @@ struct OptimConfig {
     v("warmup", warmup);
     v("schedule", schedule);
     v("min_lr_ratio", min_lr_ratio);
+    v("decay_steps", decay_steps);
     v("beta1", beta1);
     v("beta2", beta2);
     v("eps", eps);

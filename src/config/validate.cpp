@@ -166,6 +166,7 @@ void validate(const Config& c, const TomlContext& ctx, int world_size) {
   ck.require(o.weight_decay >= 0, "optim.weight_decay", "must be >= 0");
   ck.require(o.warmup >= 0, "optim.warmup", "must be >= 0");
   ck.one_of(o.schedule, "optim.schedule", {"cosine", "linear", "constant"});
+  ck.require(o.decay_steps >= 0, "optim.decay_steps", "must be >= 0 (0 = train.steps)");
   ck.range(o.min_lr_ratio, 0, 1, "optim.min_lr_ratio");
   ck.range(o.beta1, 0, 1, "optim.beta1", true);
   ck.range(o.beta2, 0, 1, "optim.beta2", true);

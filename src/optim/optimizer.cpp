@@ -67,7 +67,8 @@ StepInfo Optimizer::reduce_gradients(bool local_loss_finite) {
 
 void Optimizer::apply(int64_t step, StepInfo& info) {
   ops::Backend& be = *ctx_.backend;
-  const double f = lr_factor(cfg_.schedule, step, cfg_.warmup, total_steps_, cfg_.min_lr_ratio);
+  const double f =
+      lr_factor(cfg_.schedule, step, cfg_.warmup, decay_end(cfg_.decay_steps, total_steps_), cfg_.min_lr_ratio);
   for (int g = 0; g < kNumGroups; ++g) info.lr[g] = table_.groups[g].lr * f;
   Tensor dense_grads = zero1_ ? grad_shard_ : params_.grads(false);
   Tensor& expert_grads = params_.grads(true);

@@ -1,12 +1,16 @@
 // Learning-rate schedule: linear warmup, then cosine or linear decay to min_lr_ratio, or constant.
 // Warmup and cosine are the MSSP paper's get_lr (transformer-moe-experiments/train.py), step for
-// step, with its max_steps = train.steps: it counts steps t from 0, warms up as (t + 1) / (W + 1)
-// for t < W, then decays from t = W (factor 1) to t = max_steps (min_lr_ratio) and stays there.
+// step, with its max_steps = optim.decay_steps, or train.steps when that is 0: it counts steps t
+// from 0, warms up as (t + 1) / (W + 1) for t < W, then decays from t = W (factor 1) to
+// t = max_steps (min_lr_ratio) and stays there.
 #pragma once
 #include <cmath>
 #include <string>
 
 namespace moe::optim {
+
+// The step where the decay ends: optim.decay_steps, or train.steps when it is 0.
+inline int64_t decay_end(int64_t decay_steps, int64_t train_steps) { return decay_steps > 0 ? decay_steps : train_steps; }
 
 // Factor in (0, 1] multiplying each group's learning rate at `step` (counted from 1, so the
 // official code's t is step - 1).

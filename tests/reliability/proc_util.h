@@ -196,6 +196,25 @@ inline std::vector<std::string> train_base(const std::string& run_dir, std::vect
 }
 
 // Lines of `text` starting with `prefix`.
+// "step loss" of every step record in <run_dir>/metrics.jsonl, in order (the loss as printed:
+// equal iff bit-equal).
+inline std::vector<std::string> step_losses(const std::string& run_dir) {
+  std::vector<std::string> out;
+  static const std::regex re(R"re(^\{"step":(\d+),"loss":([^,]*),)re");
+  std::smatch m;
+  for (const std::string& l : split_lines(slurp(run_dir + "/metrics.jsonl")))
+    if (std::regex_search(l, m, re)) out.push_back(m[1].str() + " " + m[2].str());
+  return out;
+}
+
+// The XXH64 of every shard of a checkpoint, from its manifest: equal iff the saved bytes are.
+inline std::vector<std::string> shard_checksums(const std::string& checkpoint) {
+  std::vector<std::string> out;
+  for (const std::string& l : split_lines(slurp(checkpoint + "/manifest.toml")))
+    if (l.find("checksum = '") != std::string::npos) out.push_back(l);
+  return out;
+}
+
 inline int count_prefixed(const std::string& text, const std::string& prefix) {
   int n = 0;
   for (const std::string& l : split_lines(text))

@@ -166,5 +166,27 @@ TEST(Resume, ChangesThatAlterTheRunAreRefusedUnlessAllowed) {
   fs::remove_all(dir);
 }
 
+// optim.decay_steps fixes where the decay ends, so a finished run extended with a larger
+// train.steps needs no --allow-change and continues bit for bit as if planned that long.
+TEST(Resume, AFixedDecayEndLetsAFinishedRunBeExtendedBitForBit) {
+  const std::string dir = scratch_dir("resume_extend"), run_dir = dir + "/run", ref = dir + "/ref";
+  const std::vector<std::string> schedule = {"--set", "optim.warmup=2", "--set", "optim.decay_steps=6"};
+  ASSERT_EQ(train(ref, with(steps(10), schedule), dir + "/ref").code, 0);
+  ASSERT_EQ(train(run_dir, with(steps(6), schedule), dir + "/six").code, 0);
+  Result more = train(run_dir, with(with(steps(10), schedule), {"--resume", "auto"}), dir + "/more");
+  ASSERT_EQ(more.code, 0) << more.err;
+  EXPECT_NE(more.out.find("config change since the checkpoint: train.steps = 6 -> 10"), std::string::npos) << more.out;
+  ASSERT_EQ(step_losses(ref).size(), 10u);
+  EXPECT_EQ(step_losses(run_dir), step_losses(ref));
+  EXPECT_EQ(shard_checksums(ckpt::resolve_checkpoint(run_dir)), shard_checksums(ckpt::resolve_checkpoint(ref)));
+  // Without a fixed end the decay would stretch: refused, and the line says how to avoid it.
+  const std::string plain = dir + "/plain";
+  ASSERT_EQ(train(plain, with(steps(6), {"--set", "optim.warmup=2"}), dir + "/p6").code, 0);
+  Result refused = train(plain, with(steps(10), {"--set", "optim.warmup=2", "--resume", "auto"}), dir + "/p10");
+  EXPECT_EQ(refused.code, kExitBadInput);
+  EXPECT_NE(refused.err.find("set optim.decay_steps = 6 from its start"), std::string::npos) << refused.err;
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace moe::test

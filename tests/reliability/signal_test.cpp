@@ -20,23 +20,6 @@ namespace {
 constexpr int kSteps = 300;  // the signal comes once 20 steps are logged
 constexpr double kLimit = 180;
 
-std::vector<std::string> step_losses(const std::string& run_dir) {
-  std::vector<std::string> out;
-  static const std::regex re(R"re(^\{"step":(\d+),"loss":([^,]*),)re");
-  std::smatch m;
-  for (const std::string& l : split_lines(slurp(run_dir + "/metrics.jsonl")))
-    if (std::regex_search(l, m, re)) out.push_back(m[1].str() + " " + m[2].str());
-  return out;
-}
-
-// The XXH64 of every shard of a checkpoint, from its manifest: equal iff the saved bytes are.
-std::vector<std::string> shard_checksums(const std::string& checkpoint) {
-  std::vector<std::string> out;
-  for (const std::string& l : split_lines(slurp(checkpoint + "/manifest.toml")))
-    if (l.find("checksum = '") != std::string::npos) out.push_back(l);
-  return out;
-}
-
 bool wait_steps(const Proc& p, const std::string& run_dir, size_t n, double limit_s = 90) {
   while (seconds_since(p.started) < limit_s && alive(p.pid)) {
     if (step_losses(run_dir).size() >= n) return true;

@@ -68,12 +68,46 @@ TEST(ConfigChanges, UnsafeChangesAreRefusedUnlessAllowed) {
   } catch (const InputError& e) {
     const std::string m = e.what();
     EXPECT_NE(m.find("train.steps = 400 when runs/x/checkpoints/step_00000200 was saved, 800 now"), std::string::npos) << m;
-    EXPECT_NE(m.find("re-stretched over 800 steps"), std::string::npos) << m;
+    EXPECT_NE(m.find("re-stretched to end at step 800"), std::string::npos) << m;
+    EXPECT_NE(m.find("set optim.decay_steps = 400 from its start"), std::string::npos) << m;
     EXPECT_NE(m.find("--allow-change train.steps"), std::string::npos) << m;
   }
   const auto changes = check_changes(d, {"train.steps"}, "ckpt", now, 200);
   EXPECT_EQ(changes.size(), 2u) << "the safe change is logged too";
   EXPECT_THROW(check_changes(d, {"train.stepz"}, "ckpt", now, 200), InputError) << "a typo allows nothing";
+}
+
+TEST(ConfigChanges, MoreStepsAreFreeWhenTheScheduleDoesNotDependOnThem) {
+  // optim.decay_steps fixes where the decay ends: every learning rate stays what it was.
+  for (const std::vector<std::string>& schedule :
+       {std::vector<std::string>{"optim.decay_steps=400"}, std::vector<std::string>{"optim.schedule=constant"}}) {
+    const config::Config old = parse(schedule);
+    std::vector<std::string> longer = schedule;
+    longer.push_back("train.steps=800");
+    const config::Config now = parse(longer);
+    const ConfigDiff d = diff_configs(config::to_toml(old), "ckpt", now);
+    ASSERT_EQ(d.changes.size(), 1u);
+    EXPECT_EQ(check_changes(d, {}, "ckpt", now, 200).size(), 1u) << schedule[0];
+  }
+  // Moving the end of the decay moves the learning rate: refused, with the numbers. Cosine with
+  // W = 20, at step 201 (t = 200): p = 180/380 before, 180/780 after, factor
+  // 0.1 + 0.9 * (1 + cos(pi p)) / 2 = 0.5872 and 0.8868.
+  const config::Config old = parse({"optim.decay_steps=400"}), now = parse({"optim.decay_steps=800"});
+  const ConfigDiff d = diff_configs(config::to_toml(old), "ckpt", now);
+  try {
+    check_changes(d, {}, "ckpt", now, 200);
+    FAIL() << "optim.decay_steps changed without being allowed";
+  } catch (const InputError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("optim.decay_steps = 400 when ckpt was saved, 800 now"), std::string::npos) << m;
+    EXPECT_NE(m.find("becomes 0.8868 x optim.lr instead of 0.5872 x"), std::string::npos) << m;
+  }
+  // ... and so does a new train.steps when the decay follows it as well.
+  const config::Config both = parse({"optim.decay_steps=800", "train.steps=800"});
+  const ConfigDiff d2 = diff_configs(config::to_toml(old), "ckpt", both);
+  EXPECT_THROW(check_changes(d2, {"optim.decay_steps"}, "ckpt", both, 200), InputError)
+      << "train.steps is free only while the decay's end stays where it was";
+  EXPECT_EQ(check_changes(d2, {"optim.decay_steps", "train.steps"}, "ckpt", both, 200).size(), 2u);
 }
 
 TEST(Identity, RoundTripsAndACorruptFileIsNamed) {

@@ -39,6 +39,8 @@ chmod 0755 "$work"
 mkdir -p "$work/bin"
 cp "$(realpath "$1")" "$work/bin/moe"
 moe=$work/bin/moe
+# Jobs start in the directory sbatch is called from: one that every node sees.
+cd "$work"
 export MOE_CLUSTER_DIR=$work/cluster MOE_CLUSTER_NAME=mc$((RANDOM % 100000))
 for _ in $(seq 1 20); do  # a free /24 and a free port pair
   MOE_CLUSTER_NET=10.213.$((RANDOM % 200 + 20))
@@ -90,12 +92,12 @@ cp "$src/tests/inputs/base.toml" "$base"
 
 # Debian's Open MPI 4.1.4 under srun --mpi=pmix: now and then a rank segfaults in mca_btl_tcp.so
 # inside MPI_Init, before `moe` has run a line (docs/cluster.md, "A segfault at start"). Such a
-# launch is retried once, and counted; any other failure fails the test.
+# launch is retried, twice at most, and counted; any other failure fails the test.
 init_crashes=0
 init_crash() {  # output files of a failed launch: 0 if it died in MPI_Init with that segfault
   cat "$@" 2>/dev/null | grep -q "Segmentation fault" && ! cat "$@" 2>/dev/null | grep -q "^moe train: " || return 1
   init_crashes=$((init_crashes + 1))
-  echo "note: a rank segfaulted inside MPI_Init (Open MPI TCP start-up race); retrying once"
+  echo "note: a rank segfaulted inside MPI_Init (Open MPI TCP start-up race); retrying"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -114,13 +116,13 @@ EOF
     args="--set parallel.ep=$ep --set train.steps=6 --set train.batch=8"
     timeout 120 mpirun -np "$P" "$moe" train --config "$base" $args --set "run.dir=$work/ref_$name" \
       >"$work/ref_$name.out" 2>&1 || { cat "$work/ref_$name.out"; fail "single-host mpirun $name"; }
-    for attempt in 1 2; do
+    for attempt in 1 2 3; do
       rm -rf "$work/run_$name" "$work/hosts_$name"
       MOE_HOSTS_FILE=$work/hosts_$name MOE_CONFIG=$base MOE_BIN=$work/moe-on-host \
         MOE_ARGS="$args --set run.dir=$work/run_$name" \
         timeout 120 sbatch --wait --nodes="$nodes" --ntasks-per-node="$per" --gpus-per-node=0 --cpus-per-task=1 \
         --time=5 --output="$work/$name.out" "$src/slurm/train.sbatch" >/dev/null && break
-      [ "$attempt" = 1 ] && init_crash "$work/$name.out" && continue
+      [ "$attempt" -lt 3 ] && init_crash "$work/$name.out" && continue
       cat "$work/$name.out"
       fail "sbatch slurm/train.sbatch $name"
     done
@@ -189,9 +191,9 @@ if [ "$parts" = all ] || [ "$parts" = faults ]; then
   # start_run <name> <steps>: srun in the background; returns once a checkpoint exists.
   start_run() {
     local attempt
-    for attempt in 1 2; do
+    for attempt in 1 2 3; do
       start_run_once "$@" && return 0
-      [ "$attempt" = 1 ] && init_crash "$work/$1.err" "$work/$1.out" && continue
+      [ "$attempt" -lt 3 ] && init_crash "$work/$1.err" "$work/$1.out" && continue
       cat "$work/$1.err"
       fail "$1: no checkpoint within 60 s"
     done
@@ -268,12 +270,12 @@ if [ "$parts" = all ] || [ "$parts" = faults ]; then
   echo "=== resume (b)'s run on 2 nodes at EP=2 (resharded from EP=4)"
   step=$(basename "$(readlink -f "$work/run_linkdown/checkpoints/latest")" | sed 's/step_0*//')
   target=$((step + 5))
-  for attempt in 1 2; do
+  for attempt in 1 2 3; do
     timeout 120 srun --mpi=pmix -N2 -w node1,node2 --ntasks-per-node=1 --kill-on-bad-exit=1 "$moe" train \
       --config "$base" --set parallel.ep=2 --set train.steps=$target --set train.log_every=5 --set checkpoint.every=5 \
       --set "run.dir=$work/run_linkdown" --resume "$work/run_linkdown" --allow-change train.steps \
       >"$work/resume.out" 2>&1 && break
-    [ "$attempt" = 1 ] && init_crash "$work/resume.out" && continue
+    [ "$attempt" -lt 3 ] && init_crash "$work/resume.out" && continue
     cat "$work/resume.out"
     fail "resume on 2 nodes at EP=2"
   done

@@ -10,6 +10,7 @@
 #include <map>
 #include <sstream>
 #include <string_view>
+#include <utility>
 
 #include "src/core/error.h"
 #include "src/optim/schedule.h"
@@ -44,27 +45,31 @@ std::map<std::string, std::string> flat(const config::Config& c) {
 
 bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
-// The schedule's decay does not depend on train.steps: it ends at a fixed optim.decay_steps, or
-// there is none.
-bool steps_free(const config::OptimConfig& o) { return o.schedule == "constant" || o.decay_steps > 0; }
+// The step where the decay ends (optim.decay_steps, or train.steps when that is 0) when the
+// checkpoint was saved, and now.
+std::pair<int64_t, int64_t> decay_ends(const ConfigDiff& diff, const config::Config& now) {
+  const auto saved = [&](const char* key, int64_t now_value) {
+    for (const ConfigChange& c : diff.changes)
+      if (c.key == key) return int64_t(std::atoll(c.before.c_str()));
+    return now_value;
+  };
+  return {optim::decay_end(saved("optim.decay_steps", now.optim.decay_steps), saved("train.steps", now.train.steps)),
+          optim::decay_end(now.optim.decay_steps, now.train.steps)};
+}
 
-// What a new train.steps or optim.decay_steps does to the learning rate from the resume on.
-std::string decay_note(const config::Config& now, const ConfigChange& c, int64_t saved_step) {
+// What moving the decay's end does to the learning rate from the resume on.
+std::string decay_note(const config::Config& now, std::pair<int64_t, int64_t> ends, int64_t saved_step) {
   const config::OptimConfig& o = now.optim;
-  if (o.schedule == "constant") return " (optim.schedule = \"constant\": the learning rate does not depend on it)";
-  const int64_t after = optim::decay_end(o.decay_steps, now.train.steps);
-  const int64_t old_value = std::atoll(c.before.c_str());
-  const int64_t before = c.key == "train.steps" ? optim::decay_end(o.decay_steps, old_value)
-                                                : optim::decay_end(old_value, now.train.steps);
-  const double a = optim::lr_factor(o.schedule, saved_step + 1, o.warmup, before, o.min_lr_ratio);
-  const double b = optim::lr_factor(o.schedule, saved_step + 1, o.warmup, after, o.min_lr_ratio);
-  char buf[420];
+  const double a = optim::lr_factor(o.schedule, saved_step + 1, o.warmup, ends.first, o.min_lr_ratio);
+  const double b = optim::lr_factor(o.schedule, saved_step + 1, o.warmup, ends.second, o.min_lr_ratio);
+  char buf[480];
   std::snprintf(buf, sizeof buf,
-                " (optim.schedule = \"%s\" decays until step %lld, optim.decay_steps or else train.steps: from step "
-                "%lld on it is re-stretched to end at step %lld, and the learning rate at step %lld becomes %.4g x "
-                "optim.lr instead of %.4g x; to extend a run without that, set optim.decay_steps = %lld from its start)",
-                o.schedule.c_str(), (long long)before, (long long)saved_step + 1, (long long)after,
-                (long long)saved_step + 1, b, a, (long long)before);
+                " (optim.schedule = \"%s\" decays until optim.decay_steps, or train.steps when that is 0: its end "
+                "moves from step %lld to %lld, so from step %lld on the decay is re-stretched and the learning rate "
+                "at step %lld becomes %.4g x optim.lr instead of %.4g x; to change the steps and keep the schedule, "
+                "set optim.decay_steps = %lld)",
+                o.schedule.c_str(), (long long)ends.first, (long long)ends.second, (long long)saved_step + 1,
+                (long long)saved_step + 1, b, a, (long long)ends.first);
   return buf;
 }
 
@@ -120,12 +125,13 @@ std::vector<ConfigChange> check_changes(const ConfigDiff& diff, const std::set<s
                        true);
   for (const ConfigChange& c : diff.changes) {
     if (safe_to_change(c.key) || allowed.count(c.key)) continue;
-    // More (or fewer) steps on a schedule that does not depend on them: the steps so far and
-    // every learning rate stay what they were.
-    if (c.key == "train.steps" && steps_free(now.optim) && !diff.changed("optim.decay_steps")) continue;
-    const std::string what = c.key + " = " + c.before + " when " + checkpoint + " was saved, " + c.after + " now";
+    // train.steps and optim.decay_steps matter only through where the decay ends: while that
+    // stays (or the schedule is constant), every learning rate is what it was.
     const bool decay = c.key == "train.steps" || c.key == "optim.decay_steps";
-    throw InputError(what + (decay ? decay_note(now, c, saved_step) : std::string()) +
+    const auto ends = decay_ends(diff, now);
+    if (decay && (now.optim.schedule == "constant" || ends.first == ends.second)) continue;
+    const std::string what = c.key + " = " + c.before + " when " + checkpoint + " was saved, " + c.after + " now";
+    throw InputError(what + (decay ? decay_note(now, ends, saved_step) : std::string()) +
                          ": a resume must compute what the run computed; keep the old value, or pass --allow-change " +
                          c.key + " to change it from here on (recorded in metrics.jsonl and config." +
                          std::to_string(saved_step) + ".toml)",

@@ -23,11 +23,6 @@ struct ConfigChange {
 struct ConfigDiff {
   std::vector<ConfigChange> changes;
   std::set<std::string> keys;  // every key either config sets
-  bool changed(const std::string& key) const {
-    for (const ConfigChange& c : changes)
-      if (c.key == key) return true;
-    return false;
-  }
 };
 
 // Every resolved key whose value differs between `saved` (a resolved config's TOML text, as a
@@ -40,8 +35,9 @@ bool safe_to_change(const std::string& key);
 bool fixed_by_checkpoint(const std::string& key);
 // Throws InputError for a change of the model, else for the first change that is neither safe
 // nor allowed, naming the key, both values and `checkpoint`; `saved_step` explains what a new
-// train.steps or optim.decay_steps does to the schedule. train.steps may change freely when the
-// schedule does not depend on it (optim.decay_steps set and unchanged, or "constant").
+// train.steps or optim.decay_steps does to the schedule. Those two may change freely while the
+// decay ends where it did (optim.decay_steps, or train.steps when that is 0), or under
+// "constant": every learning rate stays what it was.
 // An allowed name that is no key of either config is refused too (a typo would allow nothing).
 // Returns every change (safe ones included), for the run's log.
 // `model_note(key)` adds to the refusal of a model key (what an older checkpoint meant by it).

@@ -167,7 +167,8 @@ TEST(Resume, ChangesThatAlterTheRunAreRefusedUnlessAllowed) {
 }
 
 // optim.decay_steps fixes where the decay ends, so a finished run extended with a larger
-// train.steps needs no --allow-change and continues bit for bit as if planned that long.
+// train.steps needs no --allow-change and continues bit for bit as if planned that long; a run
+// that did not set it gets the same by setting it on the resume.
 TEST(Resume, AFixedDecayEndLetsAFinishedRunBeExtendedBitForBit) {
   const std::string dir = scratch_dir("resume_extend"), run_dir = dir + "/run", ref = dir + "/ref";
   const std::vector<std::string> schedule = {"--set", "optim.warmup=2", "--set", "optim.decay_steps=6"};
@@ -179,12 +180,19 @@ TEST(Resume, AFixedDecayEndLetsAFinishedRunBeExtendedBitForBit) {
   ASSERT_EQ(step_losses(ref).size(), 10u);
   EXPECT_EQ(step_losses(run_dir), step_losses(ref));
   EXPECT_EQ(shard_checksums(ckpt::resolve_checkpoint(run_dir)), shard_checksums(ckpt::resolve_checkpoint(ref)));
-  // Without a fixed end the decay would stretch: refused, and the line says how to avoid it.
+  // A run that did not set it: more steps alone would stretch the decay and are refused with the
+  // way out, which is to set optim.decay_steps where the decay ended; then it matches too.
   const std::string plain = dir + "/plain";
   ASSERT_EQ(train(plain, with(steps(6), {"--set", "optim.warmup=2"}), dir + "/p6").code, 0);
   Result refused = train(plain, with(steps(10), {"--set", "optim.warmup=2", "--resume", "auto"}), dir + "/p10");
   EXPECT_EQ(refused.code, kExitBadInput);
-  EXPECT_NE(refused.err.find("set optim.decay_steps = 6 from its start"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("set optim.decay_steps = 6)"), std::string::npos) << refused.err;
+  Result kept = train(plain, with(steps(10), {"--set", "optim.warmup=2", "--set", "optim.decay_steps=6", "--resume",
+                                              "auto"}),
+                      dir + "/k10");
+  ASSERT_EQ(kept.code, 0) << kept.err;
+  EXPECT_EQ(step_losses(plain), step_losses(ref));
+  EXPECT_EQ(shard_checksums(ckpt::resolve_checkpoint(plain)), shard_checksums(ckpt::resolve_checkpoint(ref)));
   fs::remove_all(dir);
 }
 

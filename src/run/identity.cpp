@@ -55,6 +55,11 @@ std::string hostname() {
   return buf;
 }
 
+std::string slurm_job() {
+  const char* job = std::getenv("SLURM_JOB_ID");
+  return job && *job ? job : "-";
+}
+
 std::string utc_now() {
   const std::time_t t = std::time(nullptr);
   std::tm tm{};
@@ -71,8 +76,7 @@ RunIdentity new_identity() {
   id.id = random_hex(16);
   id.created = utc_now();
   id.host = hostname();
-  const char* job = std::getenv("SLURM_JOB_ID");
-  id.slurm_job = job && *job ? job : "-";
+  id.slurm_job = slurm_job();
   return id;
 }
 

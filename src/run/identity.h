@@ -28,8 +28,10 @@ RunIdentity new_identity();
 std::optional<RunIdentity> read_identity(const std::string& run_dir);
 // Writes identity.toml whole or not at all (src/core/output_file.h).
 void write_identity(const std::string& run_dir, const RunIdentity& id);
-// This machine's name ("unknown-host" when it has none), and the time now in UTC, ISO 8601.
+// This machine's name ("unknown-host" when it has none), this process's Slurm job id ("-"
+// outside Slurm), and the time now in UTC, ISO 8601.
 std::string hostname();
+std::string slurm_job();
 std::string utc_now();
 // "run 3f2a...c1 (forked from run 9b0e...77 at step 200)" for messages.
 std::string describe(const RunIdentity& id);

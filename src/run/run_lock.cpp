@@ -1,5 +1,4 @@
-// The run-directory lock (see run_lock.h for the stale rule) and the checks on what a run
-// directory already holds.
+// The run-directory lock (see run_lock.h for the stale rule).
 #include "src/run/run_lock.h"
 
 #include <fcntl.h>
@@ -22,12 +21,6 @@ namespace fs = std::filesystem;
 
 namespace moe::run {
 namespace {
-
-
-std::string slurm_job() {
-  const char* j = std::getenv("SLURM_JOB_ID");
-  return j && *j ? j : "-";
-}
 
 struct Holder {
   std::string host = "?", job = "-";

@@ -30,8 +30,6 @@ class RunDirLock {
   RunDirLock(const RunDirLock&) = delete;
   RunDirLock& operator=(const RunDirLock&) = delete;
 
-  static std::string file_name(const std::string& run_dir) { return run_dir + "/moe.lock"; }
-
  private:
   void heartbeat();
 

@@ -23,11 +23,11 @@ namespace fs = std::filesystem;
 namespace moe::run {
 namespace {
 
-constexpr const char* kMetrics = "metrics.jsonl";
+using train::kMetricsFile;
 
 bool has_metrics(const std::string& run_dir) {
   std::error_code ec;
-  const std::string m = run_dir + "/" + kMetrics;
+  const std::string m = run_dir + "/" + kMetricsFile;
   return fs::is_regular_file(m, ec) && fs::file_size(m, ec) > 0;
 }
 
@@ -46,7 +46,7 @@ std::string run_dir_of(const std::string& checkpoint) {
 }
 
 std::string holds(const std::string& run_dir, size_t checkpoints) {
-  std::string what = has_metrics(run_dir) ? kMetrics : "";
+  std::string what = has_metrics(run_dir) ? kMetricsFile : "";
   if (checkpoints) what += (what.empty() ? "" : std::string(" and ")) + std::to_string(checkpoints) + " checkpoint(s)";
   return what;
 }
@@ -162,7 +162,7 @@ void begin_segment(const std::string& run_dir, const StartPlan& p, const config:
   const std::string event = segment_event(p);
   if (!event.empty()) {
     metrics::AppendFile f;
-    f.open(run_dir + "/" + kMetrics);
+    f.open(run_dir + "/" + kMetricsFile);
     f.append(event + "\n");
   }
 }
@@ -172,7 +172,8 @@ void wipe_run(const std::string& run_dir) {
   for (const fs::directory_entry& e : fs::directory_iterator(run_dir, ec)) {
     const std::string n = e.path().filename().string();
     const bool config_file = n.rfind("config.", 0) == 0 && n.size() >= 11 && n.compare(n.size() - 5, 5, ".toml") == 0;
-    if (n == kMetrics || n == "param_table.txt" || n == "identity.toml" || config_file) fs::remove(e.path(), ec);
+    if (n == kMetricsFile || n == "param_table.txt" || n == fs::path(identity_file(run_dir)).filename() || config_file)
+      fs::remove(e.path(), ec);
   }
   fs::remove_all(run_dir + "/checkpoints", ec);
   if (ec) throw Error("cannot remove " + run_dir + "/checkpoints: " + ec.message());
@@ -185,9 +186,8 @@ std::string segment_event(const StartPlan& p) {
   j.kv("event", p.kind == StartKind::Fork ? "fork" : "resume").kv("at_step", p.step).kv("segment", p.segment);
   j.kv("checkpoint", p.checkpoint).kv("run_id", p.identity.id);
   if (p.kind == StartKind::Fork) j.kv("parent_run_id", p.identity.parent_id);
-  const char* job = std::getenv("SLURM_JOB_ID");
   const char* restart = std::getenv("SLURM_RESTART_COUNT");
-  if (job) j.kv("slurm_job", std::string(job));
+  if (slurm_job() != "-") j.kv("slurm_job", slurm_job());
   if (restart) j.kv("slurm_restart", std::string(restart));
   j.kv("time", utc_now());
   j.key("changes").begin_object();
@@ -198,7 +198,7 @@ std::string segment_event(const StartPlan& p) {
 }
 
 void truncate_metrics_after(const std::string& run_dir, int64_t step) {
-  const std::string path = run_dir + "/" + kMetrics;
+  const std::string path = run_dir + "/" + kMetricsFile;
   std::ifstream f(path, std::ios::binary);
   if (!f) return;
   int64_t keep = 0, offset = 0;

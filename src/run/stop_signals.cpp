@@ -40,10 +40,11 @@ int64_t monotonic_ns() {
   return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
+// nullptr for a signal not in kKnown (async-signal-safe).
 const char* known_name(int sig) {
   for (const Known& k : kKnown)
     if (k.sig == sig) return k.name;
-  return "a signal";
+  return nullptr;
 }
 
 // Appends s to buf (async-signal-safe).
@@ -75,7 +76,7 @@ void append_int(char* buf, size_t cap, size_t& n, long v) {
     append(line, sizeof line, n, "] ");
   }
   append(line, sizeof line, n, why);
-  append(line, sizeof line, n, known_name(sig));
+  append(line, sizeof line, n, known_name(sig) ? known_name(sig) : "a signal");
   append(line, sizeof line, n, ": exiting at once (exit ");
   append_int(line, sizeof line, n, 128 + sig);
   append(line, sizeof line, n, ") without a checkpoint of this step; `latest` is unchanged\n");
@@ -119,9 +120,8 @@ int signal_number(const std::string& name) {
 }
 
 std::string signal_name(int sig) {
-  for (const Known& k : kKnown)
-    if (k.sig == sig) return k.name;
-  return "signal " + std::to_string(sig);
+  const char* name = known_name(sig);
+  return name ? name : "signal " + std::to_string(sig);
 }
 
 void catch_stop_signals(const std::vector<int>& signals, bool exit_on_repeat) {

@@ -9,6 +9,8 @@
 
 namespace moe::train {
 
+inline const char* const kMetricsFile = "metrics.jsonl";  // in the run directory
+
 struct MetricsRecord {
   int64_t step = 0;
   std::map<std::string, double> values;      // top-level numeric keys: loss, ce, tokens_per_s, ...

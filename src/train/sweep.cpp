@@ -209,7 +209,7 @@ std::string describe_run(const SweepRun& r) {
 bool run_finished(const std::string& run_dir, int64_t steps) {
   // The last record, not any: metrics of an earlier, longer attempt (another token budget,
   // same directory) also hold step `steps`, under another LR schedule.
-  std::vector<MetricsRecord> recs = read_metrics(run_dir + "/metrics.jsonl");
+  std::vector<MetricsRecord> recs = read_metrics(run_dir + "/" + kMetricsFile);
   return !recs.empty() && recs.back().step == steps;
 }
 

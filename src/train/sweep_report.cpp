@@ -47,7 +47,7 @@ RunResult read_run_result(const SweepRun& run, int64_t steps) {
   r.dir = run.dir;
   r.steps = steps;
   r.initial_loss = r.final_loss = r.final_train_loss = r.tokens_per_s = kNaN;
-  std::vector<MetricsRecord> recs = read_metrics(run.dir + "/metrics.jsonl");
+  std::vector<MetricsRecord> recs = read_metrics(run.dir + "/" + kMetricsFile);
   bool any_nonfinite = false;
   double tps = 0;
   int tps_n = 0;

@@ -18,6 +18,7 @@
 #include "src/metrics/flops.h"
 #include "src/metrics/json.h"
 #include "src/run/stop_signals.h"
+#include "src/train/run_metrics.h"
 
 namespace moe::train {
 namespace {
@@ -77,7 +78,7 @@ void Trainer::open_run_dir() {
   stop_if_launcher_gone();
   ckpt::write_file_durably(cfg_.run.dir + "/config.toml", config::to_toml(cfg_));
   ckpt::write_file_durably(cfg_.run.dir + "/param_table.txt", optim::format_table(table_, "text"));
-  metrics_.open(cfg_.run.dir + "/metrics.jsonl");
+  metrics_.open(cfg_.run.dir + "/" + kMetricsFile);
 }
 
 Trainer::~Trainer() = default;

@@ -188,6 +188,12 @@ inline std::string scratch_dir(const std::string& name) {
   return d;
 }
 
+// a followed by b (command-line pieces).
+inline std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
 // `moe train` of the tiny model in tests/inputs/base.toml into run_dir, then `more`.
 inline std::vector<std::string> train_base(const std::string& run_dir, std::vector<std::string> more = {}) {
   std::vector<std::string> a = {"train", "--config", kInputs + "/base.toml", "--set", "run.dir=" + run_dir};
@@ -205,6 +211,16 @@ inline std::vector<std::string> step_losses(const std::string& run_dir) {
   for (const std::string& l : split_lines(slurp(run_dir + "/metrics.jsonl")))
     if (std::regex_search(l, m, re)) out.push_back(m[1].str() + " " + m[2].str());
   return out;
+}
+
+// Waits until the run has logged at least `n` steps (false when the process exits first or the
+// limit passes).
+inline bool wait_steps(const Proc& p, const std::string& run_dir, size_t n, double limit_s = 90) {
+  while (seconds_since(p.started) < limit_s && alive(p.pid)) {
+    if (step_losses(run_dir).size() >= n) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
 }
 
 // The XXH64 of every shard of a checkpoint, from its manifest: equal iff the saved bytes are.

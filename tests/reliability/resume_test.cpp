@@ -16,11 +16,6 @@ constexpr double kLimit = 120;
 
 std::vector<std::string> steps(int n) { return {"--set", "train.steps=" + std::to_string(n), "--set", "train.log_every=1"}; }
 
-std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
 Result train(const std::string& run_dir, const std::vector<std::string>& more, const std::string& log) {
   return run(moe_cmd(0, train_base(run_dir, more)), log, kLimit);
 }

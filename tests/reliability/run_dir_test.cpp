@@ -23,22 +23,13 @@ std::vector<int> logged_steps(const std::string& run_dir) {
   return steps;
 }
 
-// Waits until the run has logged at least `steps` metric lines (false on timeout or exit).
-bool wait_logged(const Proc& p, const std::string& run_dir, size_t steps, double limit_s = 60) {
-  while (seconds_since(p.started) < limit_s && alive(p.pid)) {
-    if (logged_steps(run_dir).size() >= steps) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
-}
-
 TEST(RunDir, SecondJobIsRefusedAndTheLockGoesWithTheJob) {
   const std::string dir = scratch_dir("rundir_lock"), run_dir = dir + "/run";
   for (int np : {1, 4}) {
     fs::remove_all(run_dir);
     Proc first = spawn(moe_cmd(np, train_base(run_dir, {"--set", "train.steps=100000000", "--set", "train.log_every=1"})),
                        dir + "/first");
-    ASSERT_TRUE(wait_logged(first, run_dir, 2)) << slurp(first.err_path);
+    ASSERT_TRUE(wait_steps(first, run_dir, 2, 60)) << slurp(first.err_path);
     Result second = run(moe_cmd(np, train_base(run_dir, {"--resume", run_dir})), dir + "/second", kLimit);
     EXPECT_EQ(second.code, kExitBadInput) << second.err;
     expect_one_error(second, "is in use by another job (host ", "second job on " + std::to_string(np) + " rank(s)");
@@ -146,7 +137,7 @@ TEST(RunDir, RanksStopWritingWhenTheLauncherDies) {
                                             "train.log_every=1", "--set", "checkpoint.every=1", "--set",
                                             "checkpoint.keep=1000"})),
                  dir + "/log");
-  ASSERT_TRUE(wait_logged(p, run_dir, 3)) << slurp(p.err_path);
+  ASSERT_TRUE(wait_steps(p, run_dir, 3, 60)) << slurp(p.err_path);
   auto ranks = rank_pids(p.pid);
   ASSERT_EQ(ranks.size(), 4u);
   auto checkpoints = [&] {

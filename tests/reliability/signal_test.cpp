@@ -20,20 +20,7 @@ namespace {
 constexpr int kSteps = 300;  // the signal comes once 20 steps are logged
 constexpr double kLimit = 180;
 
-bool wait_steps(const Proc& p, const std::string& run_dir, size_t n, double limit_s = 90) {
-  while (seconds_since(p.started) < limit_s && alive(p.pid)) {
-    if (step_losses(run_dir).size() >= n) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
-}
-
 std::vector<std::string> layout(int np) { return {"--set", "parallel.ep=" + std::to_string(np > 0 ? np : 1)}; }
-
-std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
 
 const char* name_of(int sig) { return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGUSR1"; }
 
